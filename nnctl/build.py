@@ -1,0 +1,165 @@
+"""Turn a validated config into the objects training needs: data splits, network, loss, optimizer.
+
+Every check that could fail on the user's input (data, shapes, a loss that does not fit the
+targets) happens here, before a run directory exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel
+
+from nnctl import registry
+from nnctl.data.dataset import Dataset
+from nnctl.data.split import split_indices
+from nnctl.data.transforms import Normalizer
+from nnctl.errors import ConfigError, DataError
+from nnctl.nn.activations import Softmax
+from nnctl.nn.network import Network
+from nnctl.train.metrics import DEFAULT_METRICS, Metric
+
+# Independent random streams, each a pure function of the seed (and epoch/step where it applies).
+STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_SHUFFLE = 0, 1, 2, 3
+SPLITS = ("train", "val", "test")
+
+
+def rng_for(seed: int, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *stream])
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # normalized features, engine dtype
+    y: np.ndarray  # training targets: class indices, or (normalized) regression values in engine dtype
+    y_true: np.ndarray  # targets in original units, for metrics
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Experiment:
+    config: BaseModel
+    task: str
+    feature_names: list[str]
+    class_names: list[str] | None
+    target_names: list[str] | None
+    num_classes: int | None
+    splits: dict[str, Split]
+    normalizer: Normalizer
+    target_normalizer: Normalizer
+    network: Network
+    loss: object
+    optimizer: object
+    metrics: dict[str, Metric] = field(default_factory=dict)
+
+    def predictions(self, out: np.ndarray) -> np.ndarray:
+        """Class indices, or regression values in the data's original units."""
+        pred = self.loss.predict(out)
+        if self.task == "regression":
+            pred = pred.astype(np.float64) * self.target_normalizer.scale + self.target_normalizer.shift
+        return pred
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Loss and metrics on one split, computed in eval mode."""
+        data = self.splits[split]
+        if len(data) == 0:
+            return {}
+        out = self.network.predict(data.x)
+        results = {"loss": self.loss.forward(out, data.y)}
+        self.loss._cache = None
+        pred = self.predictions(out)
+        for name, metric in self.metrics.items():
+            results[name] = metric(data.y_true, pred)
+        return results
+
+
+def load_dataset(config: BaseModel) -> Dataset:
+    source = registry.DATA_SOURCES.create(config.data.source)
+    dataset = source.load(rng_for(config.seed, STREAM_DATA))
+    if len(dataset) == 0:
+        raise DataError(f"data source '{config.data.source.type}' produced no samples.")
+    if not np.all(np.isfinite(dataset.x)):
+        row, col = np.argwhere(~np.isfinite(dataset.x))[0]
+        raise DataError(
+            f"data source '{config.data.source.type}': sample {row}, feature '{dataset.feature_names[col]}' is "
+            f"{dataset.x[row, col]}; remove or fill missing values."
+        )
+    return dataset
+
+
+def _normalizer(method: str, train_values: np.ndarray, state: dict | None) -> Normalizer:
+    return Normalizer.from_state(method, state) if state else Normalizer(method).fit(train_values)
+
+
+def build_network(config: BaseModel, input_shape: tuple[int, ...], dtype) -> Network:
+    layers = [registry.LAYERS.create(spec) for spec in config.model.layers]
+    return Network(layers).build(input_shape, rng_for(config.seed, STREAM_INIT), dtype)
+
+
+def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None) -> Experiment:
+    """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...})
+    to use instead of fitting them again."""
+    dtype = np.dtype(config.dtype)
+    dataset = load_dataset(config)
+    ratios = {"train": config.data.split.train, "val": config.data.split.val, "test": config.data.split.test}
+    indices = split_indices(dataset, ratios, rng_for(config.seed, STREAM_SPLIT))
+    if len(indices["train"]) == 0:
+        raise DataError(f"the training split is empty ({len(dataset)} samples, train ratio {ratios['train']}).")
+
+    if dataset.task != "regression" and config.data.target_normalize != "none":
+        raise ConfigError("data.target_normalize applies to regression targets, but the data are class labels.")
+    targets_2d = dataset.y if dataset.task == "regression" else np.zeros((1, 1))
+    train_idx = indices["train"] if dataset.task == "regression" else [0]
+    stored = stored or {}
+    normalizer = _normalizer(config.data.normalize, dataset.x[indices["train"]], stored.get("norm"))
+    target_normalizer = _normalizer(config.data.target_normalize, targets_2d[train_idx], stored.get("target_norm"))
+
+    splits = {}
+    for name in SPLITS:
+        idx = indices[name]
+        x = np.ascontiguousarray(normalizer.transform(dataset.x[idx]), dtype=dtype)
+        y_true = dataset.y[idx]
+        y = y_true if dataset.task == "classification" else np.ascontiguousarray(target_normalizer.transform(y_true), dtype=dtype)
+        splits[name] = Split(x, y, y_true)
+
+    network = build_network(config, (dataset.num_features,), dtype)
+    loss = registry.LOSSES.create(config.loss)
+    targets = dataset.y.shape[1] if dataset.task == "regression" else 1
+    loss.check(network.output_shape, dataset.task, dataset.num_classes, targets)
+    if config.loss.type in ("cross_entropy", "binary_cross_entropy") and isinstance(network.layers[-1], Softmax):
+        raise ConfigError(
+            f"model.layers[{len(network.layers) - 1}] is softmax, but loss {config.loss.type} already applies it to "
+            "the raw scores (fused, numerically stable). Remove the final softmax layer."
+        )
+    if dataset.task == "classification":
+        top = int(dataset.y.max())
+        if top >= dataset.num_classes or int(dataset.y.min()) < 0:
+            raise DataError(f"class label {top} is out of range for {dataset.num_classes} classes.")
+
+    optimizer = registry.OPTIMIZERS.create(config.optimizer).bind(network.flat_params, network.flat_grads)
+    metric_names = list(config.metrics) or DEFAULT_METRICS[dataset.task]
+    metrics = {}
+    for name in metric_names:
+        metric = registry.METRICS.get(name).component()
+        if metric.task != dataset.task:
+            raise ConfigError(f"metrics: '{name}' is a {metric.task} metric, but the data are a {dataset.task} task.")
+        metrics[name] = metric
+
+    return Experiment(
+        config=config,
+        task=dataset.task,
+        feature_names=list(dataset.feature_names),
+        class_names=list(dataset.class_names) if dataset.class_names else None,
+        target_names=list(dataset.target_names) if dataset.target_names else None,
+        num_classes=dataset.num_classes,
+        splits=splits,
+        normalizer=normalizer,
+        target_normalizer=target_normalizer,
+        network=network,
+        loss=loss,
+        optimizer=optimizer,
+        metrics=metrics,
+    )

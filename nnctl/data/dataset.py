@@ -1,0 +1,58 @@
+"""The in-memory data set every source returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from nnctl.errors import DataError
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare by identity
+class Dataset:
+    """Raw features x (N, F) float64 and targets y: (N,) int64 class indices or (N, T) float64."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: Task
+    feature_names: list[str]
+    class_names: list[str] | None = None  # classification only, index -> name
+    target_names: list[str] | None = None  # e.g. ["y"] or the CSV target column name
+    splits: dict[str, np.ndarray] | None = None  # predefined "train"/"val"/"test" indices, else None
+
+    def __post_init__(self) -> None:
+        # Sources written as plugins construct this too, so say precisely what does not fit.
+        if self.task not in ("classification", "regression"):
+            raise DataError(f"dataset task must be 'classification' or 'regression', got {self.task!r}.")
+        if self.x.ndim != 2:
+            raise DataError(f"dataset features must be a 2-D array (N, F), got shape {self.x.shape}.")
+        if len(self.y) != len(self.x):
+            raise DataError(f"dataset has {len(self.x)} feature rows but {len(self.y)} targets; they must match.")
+        if len(self.feature_names) != self.x.shape[1]:
+            raise DataError(
+                f"dataset has {self.x.shape[1]} feature columns but {len(self.feature_names)} feature names."
+            )
+        if self.task == "classification" and self.y.ndim != 1:
+            raise DataError(f"classification targets must be class indices of shape (N,), got {self.y.shape}.")
+        if self.task == "regression" and self.y.ndim != 2:
+            raise DataError(f"regression targets must have shape (N, T), got {self.y.shape}.")
+
+    @property
+    def num_classes(self) -> int | None:
+        """K for classification (from class_names, else max label + 1); None for regression."""
+        if self.task != "classification":
+            return None
+        if self.class_names is not None:
+            return len(self.class_names)
+        return int(self.y.max()) + 1 if len(self.y) else 0
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.x)

@@ -1,0 +1,224 @@
+"""Data sources registered in DATA_SOURCES: Playground generators, generic CSV / NPZ, shipped real sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from nnctl.data import playground
+from nnctl.data.csvfile import load_csv
+from nnctl.data.dataset import Dataset
+from nnctl.data.features import FeatureName, compute_features
+from nnctl.data.npzfile import load_npz
+from nnctl.data.targets import TaskChoice
+from nnctl.errors import DataError
+from nnctl.registry import DATA_SOURCES
+from nnctl.registry import Params as BaseParams
+
+
+class Source:
+    """Base for data sources: keyword arguments are validated by Params and kept as self.params."""
+
+    Params: ClassVar[type[BaseParams]] = BaseParams
+
+    def __init__(self, **fields: Any):
+        self.params = self.Params(**fields)
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        raise NotImplementedError
+
+
+# --- TensorFlow Playground -------------------------------------------------------------------
+
+
+class PlaygroundParams(BaseParams):
+    samples: int = Field(500, ge=2, le=1_000_000, description="Number of points (classes get half each).")
+    noise: float = Field(
+        0.0,
+        ge=0,
+        le=50,
+        description=(
+            "The Playground's noise slider, 0..50; the generator receives noise / 100 as in the Playground. "
+            "It shifts the point where the label is read (circle, xor, plane, multi_gauss: label noise), "
+            "widens the clusters (gauss: variance 0.5 + 7 * noise / 100) or jitters the arms (spiral)."
+        ),
+    )
+    features: list[FeatureName] = Field(
+        default_factory=lambda: ["x1", "x2"],
+        min_length=1,
+        description="Input features computed from the point (x1, x2), in this order, each at most once.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _no_duplicates(cls, names: list[str]) -> list[str]:
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"feature {', '.join(repr(n) for n in twice)} listed more than once; list each once")
+        return names
+
+
+class _Playground(Source):
+    """Shared load(): generate 2-D points, compute the selected features, map labels +1/-1 to 1/0."""
+
+    Params = PlaygroundParams
+    name: ClassVar[str]
+    task: ClassVar[str] = "classification"
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        p = self.params
+        points, labels = playground.GENERATORS[self.name](p.samples, p.noise / 100, rng)
+        x = compute_features(points, list(p.features))
+        if self.task == "regression":
+            return Dataset(x, labels[:, None], "regression", list(p.features), target_names=["y"])
+        y = (labels > 0).astype(np.int64)  # Playground -1 -> class 0, +1 -> class 1
+        return Dataset(x, y, "classification", list(p.features), ["negative", "positive"], ["label"])
+
+
+@DATA_SOURCES.register("circle")
+class Circle(_Playground):
+    """Playground circle: positive inside radius 2.5, negative on the ring 3.5..5 around it (2-D)."""
+
+    name = "circle"
+
+
+@DATA_SOURCES.register("xor")
+class Xor(_Playground):
+    """Playground XOR: positive where x1 * x2 >= 0 (first and third quadrants), in [-5.3, 5.3]^2."""
+
+    name = "xor"
+
+
+@DATA_SOURCES.register("gauss")
+class Gauss(_Playground):
+    """Playground Gaussian: two blobs, positive around (2, 2) and negative around (-2, -2)."""
+
+    name = "gauss"
+
+
+@DATA_SOURCES.register("spiral")
+class Spiral(_Playground):
+    """Playground spiral: two interleaved spiral arms of radius up to 5, one per class."""
+
+    name = "spiral"
+
+
+@DATA_SOURCES.register("plane")
+class Plane(_Playground):
+    """Playground plane regression: y = (x1 + x2) / 10 on [-6, 6]^2."""
+
+    name = "plane"
+    task = "regression"
+
+
+@DATA_SOURCES.register("multi_gauss")
+class MultiGauss(_Playground):
+    """Playground multi-Gaussian regression: six +/- bumps y = +/-max(0, 1 - d / 2) on [-6, 6]^2."""
+
+    name = "multi_gauss"
+    task = "regression"
+
+
+# --- files given by the user -------------------------------------------------------------------
+
+_TASK = (
+    "classification, regression, or auto: text labels or all-integer values are classes, other "
+    "numbers a regression target."
+)
+
+
+@DATA_SOURCES.register("csv")
+class Csv(Source):
+    """A CSV file (or .csv.gz) with a header row: one target column, every other column a numeric feature."""
+
+    class Params(BaseParams):
+        path: str = Field(
+            ..., min_length=1, description="CSV file, relative to the current directory; .gz is read as gzip."
+        )
+        target: str = Field(..., min_length=1, description="Name of the target column in the header row.")
+        task: TaskChoice = Field("auto", description=_TASK)
+        delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator, one character.")
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        p = self.params
+        return load_csv(p.path, p.target, p.task, p.delimiter)
+
+
+@DATA_SOURCES.register("npz")
+class Npz(Source):
+    """A NumPy .npz archive with arrays x and y (optionally predefined splits); never unpickles."""
+
+    class Params(BaseParams):
+        path: str = Field(..., min_length=1, description=".npz file, relative to the current directory.")
+        task: TaskChoice = Field("auto", description=_TASK)
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        return load_npz(self.params.path, self.params.task)
+
+
+# --- real data sets shipped in datasets/ -------------------------------------------------------
+
+
+def datasets_dir() -> Path:
+    """The folder of shipped data sets: $NNCTL_DATASETS, else <repository>/datasets."""
+    env = os.environ.get("NNCTL_DATASETS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
+
+
+class _Builtin(Source):
+    """Shared load(): read the shipped CSV through the same reader as the csv source."""
+
+    file: ClassVar[str]
+    target: ClassVar[str]
+    task: ClassVar[TaskChoice] = "classification"
+    class_names: ClassVar[list[str] | None] = None  # class order when it is not alphabetical
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        path = datasets_dir() / self.file
+        if not path.is_file():
+            raise DataError(
+                f"the shipped data file {path} is missing. nnctl's real data sets live in the project's "
+                f"datasets/ folder; set the environment variable NNCTL_DATASETS to a folder holding {self.file}."
+            )
+        return load_csv(path, self.target, self.task, class_names=self.class_names)
+
+
+@DATA_SOURCES.register("iris")
+class Iris(_Builtin):
+    """Fisher's iris: 150 flowers, 4 measurements (cm), 3 species."""
+
+    file, target = "iris.csv", "species"
+
+
+@DATA_SOURCES.register("wine")
+class Wine(_Builtin):
+    """UCI wine: 178 wines, 13 chemical measurements, 3 cultivars."""
+
+    file, target = "wine.csv", "class"
+
+
+@DATA_SOURCES.register("breast_cancer")
+class BreastCancer(_Builtin):
+    """UCI breast cancer Wisconsin (diagnostic): 569 tumours, 30 features, malignant or benign."""
+
+    file, target = "breast_cancer.csv", "diagnosis"
+    class_names = ["malignant", "benign"]  # 0 = malignant, 1 = benign, as in the source
+
+
+@DATA_SOURCES.register("digits")
+class Digits(_Builtin):
+    """UCI handwritten digits: 1797 images of 8x8 pixels (0..16), 10 classes."""
+
+    file, target = "digits.csv.gz", "digit"
+
+
+@DATA_SOURCES.register("diabetes")
+class Diabetes(_Builtin):
+    """Efron et al. diabetes: 442 patients, 10 baseline variables, disease progression after a year (regression)."""
+
+    file, target = "diabetes.csv", "progression"
+    task = "regression"  # the targets are whole numbers, which "auto" would take for classes

@@ -1,0 +1,53 @@
+"""Train / validation / test index splits: stratified for classification, deterministic from the rng."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.data.dataset import Dataset
+
+SPLITS = ("train", "val", "test")
+
+
+def split_counts(n: int, fractions: np.ndarray) -> np.ndarray:
+    """Divide n items by fractions (summing to 1) with largest-remainder rounding, so counts sum to n."""
+    exact = n * fractions
+    counts = np.floor(exact).astype(np.int64)
+    leftover = n - int(counts.sum())
+    # Ties go to the earlier split (train before val before test): stable sort on -remainder.
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[:leftover]] += 1
+    return counts
+
+
+def split_indices(dataset: Dataset, ratios: dict[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Index arrays for "train", "val", "test" in the proportions of `ratios` (normalised to sum 1).
+
+    Classification: each class is shuffled and divided on its own, so every split keeps the class
+    mix. Regression: one shuffle of all rows. A data set with predefined splits keeps them. Each
+    split comes back shuffled (int64), so a split's rows are not grouped by class.
+    """
+    if dataset.splits is not None:
+        empty = np.zeros(0, dtype=np.int64)
+        return {name: np.asarray(dataset.splits.get(name, empty), dtype=np.int64) for name in SPLITS}
+
+    unknown = set(ratios) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split names {sorted(unknown)}; expected some of {list(SPLITS)}")
+    fractions = np.array([float(ratios.get(name, 0.0)) for name in SPLITS])
+    if np.any(fractions < 0) or not np.isfinite(fractions).all() or fractions.sum() <= 0:
+        raise ValueError(f"split ratios must be non-negative with a positive sum, got {ratios}")
+    fractions = fractions / fractions.sum()
+
+    if dataset.task == "classification":
+        groups = [np.flatnonzero(dataset.y == k) for k in np.unique(dataset.y)]
+    else:
+        groups = [np.arange(len(dataset), dtype=np.int64)]
+
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for group in groups:  # one iteration per class, not per sample
+        shuffled = rng.permutation(group)
+        bounds = np.cumsum(split_counts(len(group), fractions))[:-1]
+        for name, piece in zip(SPLITS, np.split(shuffled, bounds)):
+            parts[name].append(piece)
+    return {name: rng.permutation(np.concatenate(parts[name])).astype(np.int64) for name in SPLITS}

@@ -1,0 +1,81 @@
+"""Input normalization whose statistics come from the training split only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from nnctl.errors import DataError
+
+Method = Literal["none", "minmax", "standard"]
+METHODS = ("none", "minmax", "standard")
+
+
+class Normalizer:
+    """x' = (x - shift) / scale per feature: minmax (min, max - min) -> [0, 1]; standard (mean, std); none (0, 1)."""
+
+    def __init__(self, method: Method = "standard"):
+        if method not in METHODS:
+            raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(METHODS)}")
+        self.method = method
+        self.shift: np.ndarray | None = None  # (F,) float64, set by fit or from_state
+        self.scale: np.ndarray | None = None
+
+    def fit(self, x_train: np.ndarray) -> Normalizer:
+        """Learn shift and scale from the training rows (N, F); a constant column gets scale 1."""
+        x = np.asarray(x_train, dtype=np.float64)
+        if x.ndim != 2 or len(x) == 0:
+            raise DataError(
+                f"cannot fit '{self.method}' normalization on a training split of shape {x.shape}; "
+                "it needs at least one row of features. Give the train split a larger ratio."
+            )
+        if self.method == "minmax":
+            shift, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+        elif self.method == "standard":
+            shift, scale = x.mean(axis=0), x.std(axis=0)
+        else:
+            shift, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        # Test "constant" with max == min, not std == 0: the std of a constant column can come out
+        # as 1e-17 from rounding in the mean, and dividing by it would blow the column up.
+        constant = x.max(axis=0) == x.min(axis=0)
+        self.shift, self.scale = shift, np.where(constant, 1.0, scale)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(x - shift) / scale, in x's float dtype (non-float input comes back float64)."""
+        if self.shift is None or self.scale is None:
+            raise RuntimeError("Normalizer.transform called before fit() or from_state()")
+        if self.method == "none":
+            return x
+        if x.shape[-1] != len(self.shift):
+            raise DataError(
+                f"normalization was fitted on {len(self.shift)} features but got data with {x.shape[-1]}; "
+                "the data must have the same columns as the training data."
+            )
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+        # Cast the statistics, not the result, so float32 data is computed in float32.
+        return (x.astype(dtype, copy=False) - self.shift.astype(dtype)) / self.scale.astype(dtype)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """{"shift", "scale"} as float64 arrays, for a checkpoint."""
+        if self.shift is None or self.scale is None:
+            raise RuntimeError("Normalizer.state called before fit() or from_state()")
+        return {"shift": self.shift.copy(), "scale": self.scale.copy()}
+
+    @classmethod
+    def from_state(cls, method: Method, state: dict[str, np.ndarray]) -> Normalizer:
+        """Rebuild a fitted normalizer from state(); 'none' accepts an empty state."""
+        norm = cls(method)
+        if method == "none" and not state:
+            norm.shift, norm.scale = np.zeros(0), np.ones(0)
+            return norm
+        missing = {"shift", "scale"} - set(state)
+        if missing:
+            raise DataError(f"normalization state is missing {sorted(missing)}; the checkpoint is incomplete.")
+        shift = np.asarray(state["shift"], dtype=np.float64).ravel()
+        scale = np.asarray(state["scale"], dtype=np.float64).ravel()
+        if shift.shape != scale.shape:
+            raise DataError(f"normalization state has shift {shift.shape} but scale {scale.shape}; they must match.")
+        norm.shift, norm.scale = shift, scale
+        return norm

@@ -1,0 +1,7 @@
+"""The NumPy engine: layers, network, losses. Importing it registers the built-in layers."""
+
+from nnctl.nn import activations, dense  # noqa: F401  (registers layers)
+from nnctl.nn.layer import Layer
+from nnctl.nn.network import Network
+
+__all__ = ["Layer", "Network"]

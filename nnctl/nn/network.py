@@ -1,0 +1,116 @@
+"""Sequential network: shape inference at build, flat parameter/gradient buffers, summary table."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from nnctl.errors import ConfigError
+from nnctl.nn.layer import Layer
+
+
+def _slots(layer: Layer, prefix: str) -> Iterator[tuple[str, Layer, str]]:
+    """(dotted name, owning layer, key) for every parameter, containers included."""
+    for key in layer.params:
+        yield f"{prefix}{key}", layer, key
+    for child_name, child in getattr(layer, "children", lambda: [])():
+        yield from _slots(child, f"{prefix}{child_name}.")
+
+
+class Network:
+    """Layers applied in order. After build, all parameters live in one flat buffer (and all
+    gradients in another), and each layer holds views into them: an optimizer step is a few
+    vector operations over the whole model instead of a Python loop over arrays."""
+
+    def __init__(self, layers: list[Layer]):
+        self.layers = layers
+        self.input_shape: tuple[int, ...] = ()
+        self.output_shape: tuple[int, ...] = ()
+        self.param_slices: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.flat_params = np.zeros(0)
+        self.flat_grads = np.zeros(0)
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> "Network":
+        self.input_shape = tuple(input_shape)
+        shape = self.input_shape
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.build(shape, rng, dtype)
+            except ConfigError as exc:
+                raise ConfigError(f"model.layers[{i}] ({layer.name}): {exc}") from None
+        self.output_shape = shape
+        if self.layers:
+            self.layers[0].needs_input_grad = False
+        self._flatten(np.dtype(dtype))
+        return self
+
+    def _flatten(self, dtype: np.dtype) -> None:
+        slots = [(name, owner, key) for i, layer in enumerate(self.layers) for name, owner, key in _slots(layer, f"{i}.")]
+        total = sum(owner.params[key].size for _, owner, key in slots)
+        self.flat_params = np.zeros(total, dtype=dtype)
+        self.flat_grads = np.zeros(total, dtype=dtype)
+        offset = 0
+        for name, owner, key in slots:
+            value = owner.params[key]
+            size, shape = value.size, value.shape
+            view = self.flat_params[offset : offset + size].reshape(shape)
+            view[...] = value
+            owner.params[key] = view
+            owner.grads[key] = self.flat_grads[offset : offset + size].reshape(shape)
+            self.param_slices[name] = (offset, shape)
+            offset += size
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dy: np.ndarray) -> None:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Forward in eval mode, in batches so memory stays bounded."""
+        if len(x) == 0:
+            return np.zeros((0,) + self.output_shape, dtype=self.flat_params.dtype)
+        parts = [self.forward(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    # --- named parameters (shared by optimizer state and checkpoints) ---
+
+    def named_params(self) -> dict[str, np.ndarray]:
+        return {name: self.flat_params[o : o + int(np.prod(s))].reshape(s) for name, (o, s) in self.param_slices.items()}
+
+    def load_params(self, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+        missing = set(self.param_slices) - set(arrays)
+        extra = set(arrays) - set(self.param_slices)
+        if missing or extra:
+            raise ConfigError(
+                f"{source} does not match the network: missing {sorted(missing) or 'none'}, "
+                f"unexpected {sorted(extra) or 'none'}."
+            )
+        for name, (offset, shape) in self.param_slices.items():
+            value = arrays[name]
+            if value.shape != shape:
+                raise ConfigError(f"{source}: parameter {name} has shape {value.shape}, the network needs {shape}.")
+            self.flat_params[offset : offset + value.size] = value.ravel()
+
+    @property
+    def param_count(self) -> int:
+        return int(self.flat_params.size)
+
+    def summary_rows(self) -> list[tuple[str, str, str, int]]:
+        rows = [("", "input", str(self.input_shape), 0)]
+        for i, layer in enumerate(self.layers):
+            rows.append((str(i), layer.describe(), str(layer.output_shape), layer.param_count()))
+        return rows
+
+    def summary(self) -> str:
+        rows = [("#", "layer", "output shape", "params")] + [(a, b, c, f"{d:,}") for a, b, c, d in self.summary_rows()]
+        widths = [max(len(r[k]) for r in rows) for k in range(4)]
+        lines = ["  ".join(cell.ljust(w) if k < 3 else cell.rjust(w) for k, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("-" * len(lines[0]))
+        lines.append(f"total parameters: {self.param_count:,}")
+        return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Optimizers (registered in nnctl.optim.optimizers)."""

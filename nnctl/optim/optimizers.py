@@ -1,0 +1,134 @@
+"""Optimizers over the network's flat parameter and gradient buffers.
+
+The base class keeps the bookkeeping (buffers, step count, state for checkpoints); each optimizer
+writes only its update rule, fused with `out=` into preallocated scratch so a step allocates nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from nnctl.registry import OPTIMIZERS, Params
+
+# Moment entries below this are zeroed every FLUSH_EVERY steps: NumPy has no flush-to-zero mode,
+# and float32 denormals (Adam moments of parameters whose gradient is exactly 0, e.g. dead ReLU
+# units) make every element-wise op on them many times slower. Effect on an update: < lr*1e-30/eps.
+DENORMAL_FLOOR = 1e-30
+FLUSH_EVERY = 100
+
+
+class Optimizer:
+    state_keys: tuple[str, ...] = ()
+
+    def __init__(self, lr: float):
+        self.lr = lr
+        self.t = 0  # steps taken
+        self.state: dict[str, np.ndarray] = {}
+
+    @property
+    def name(self) -> str:
+        return getattr(self, "registered_name", type(self).__name__.lower())
+
+    def bind(self, params: np.ndarray, grads: np.ndarray) -> "Optimizer":
+        """Attach to the flat buffers and allocate state and scratch of the same size and dtype."""
+        self.params, self.grads = params, grads
+        self.state = {key: np.zeros_like(params) for key in self.state_keys}
+        self._tmp = np.empty_like(params)
+        self._tmp2 = np.empty_like(params)
+        return self
+
+    def step(self) -> None:
+        self.t += 1
+        self._update(self.params, self.grads, self.params.dtype.type(self.lr))
+        if self.t % FLUSH_EVERY == 0:
+            for moment in self.state.values():
+                moment[np.abs(moment) < DENORMAL_FLOOR] = 0
+
+    def _update(self, p: np.ndarray, g: np.ndarray, lr) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {**self.state, "t": np.array(self.t, dtype=np.int64)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state["t"])
+        for key in self.state_keys:
+            self.state[key][...] = state[key]
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """v = momentum v + g; p -= lr v (nesterov: p -= lr (g + momentum v)); plain p -= lr g when momentum = 0."""
+
+    class Params(Params):
+        lr: float = Field(0.01, gt=0, description="Learning rate.")
+        momentum: float = Field(0.0, ge=0, lt=1, description="Momentum coefficient (0 = plain SGD).")
+        nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0).")
+
+        @model_validator(mode="after")
+        def _nesterov_needs_momentum(self):
+            if self.nesterov and self.momentum == 0:
+                raise ValueError("nesterov: true needs momentum > 0")
+            return self
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(lr)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.state_keys = ("velocity",) if momentum > 0 else ()
+
+    def _update(self, p, g, lr):
+        tmp = self._tmp
+        if self.momentum == 0:
+            np.multiply(g, lr, out=tmp)
+            p -= tmp
+            return
+        v = self.state["velocity"]
+        mu = p.dtype.type(self.momentum)
+        v *= mu
+        v += g
+        if self.nesterov:
+            np.multiply(v, mu, out=tmp)
+            tmp += g
+            tmp *= lr
+        else:
+            np.multiply(v, lr, out=tmp)
+        p -= tmp
+
+
+@OPTIMIZERS.register("adam")
+class Adam(Optimizer):
+    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) (Kingma & Ba)."""
+
+    state_keys = ("m", "v")
+
+    class Params(Params):
+        lr: float = Field(0.001, gt=0, description="Learning rate.")
+        beta1: float = Field(0.9, ge=0, lt=1, description="Decay of the first-moment (mean) estimate.")
+        beta2: float = Field(0.999, ge=0, lt=1, description="Decay of the second-moment estimate.")
+        eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def _update(self, p, g, lr):
+        m, v, tmp, tmp2 = self.state["m"], self.state["v"], self._tmp, self._tmp2
+        f = p.dtype.type
+        b1, b2 = self.beta1, self.beta2
+        m *= f(b1)
+        np.multiply(g, f(1 - b1), out=tmp)
+        m += tmp
+        v *= f(b2)
+        np.multiply(g, g, out=tmp)
+        tmp *= f(1 - b2)
+        v += tmp
+        bias1 = 1 - b1**self.t
+        bias2 = 1 - b2**self.t
+        np.sqrt(v, out=tmp)
+        tmp *= f(1 / np.sqrt(bias2))
+        tmp += f(self.eps)
+        np.divide(m, tmp, out=tmp2)
+        tmp2 *= f(lr / bias1)
+        p -= tmp2

@@ -1,0 +1,161 @@
+"""Registries: one per pluggable kind, mapping a snake_case name to a component and its params model.
+
+A component is a class with a nested pydantic ``Params`` model; its constructor accepts every field
+of ``Params`` as a keyword argument. The YAML ``type:`` field picks the component by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic_core import PydanticCustomError
+
+from nnctl.errors import ConfigError
+
+# Modules whose import registers every built-in component; imported on first registry use so that
+# nothing depends on import order and `nnctl --help` stays fast.
+_BUILTIN_MODULES = (
+    "nnctl.nn",
+    "nnctl.nn.losses",
+    "nnctl.optim.optimizers",
+    "nnctl.data.sources",
+    "nnctl.train.metrics",
+)
+_builtins_loaded = False
+
+
+def load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+class Params(BaseModel):
+    """Base for component parameter models and config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        # One clear error with the closest valid key, instead of pydantic's "extra inputs" plus
+        # a "field required" for the key the user meant.
+        if isinstance(data, dict):
+            valid = list(cls.model_fields)
+            for key in data:
+                if key not in cls.model_fields:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key '{key}'.{hint} Valid keys here: {valid}.",
+                        {"key": str(key), "hint": suggest(str(key), valid), "valid": ", ".join(valid)},
+                    )
+        return data
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    component: Any
+    params: type[BaseModel]  # the component's own Params model (no 'type' field)
+    spec: type[BaseModel]  # Params plus `type: Literal[name]`, used inside the config
+    summary: str
+
+
+def suggest(name: str, known: list[str]) -> str:
+    """' Did you mean 'x'?' for the closest known name, or ''."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class Registry:
+    def __init__(self, kind: str, plural: str):
+        self.kind = kind  # "layer"
+        self.plural = plural  # "layers", as in `nnctl list layers`
+        self._entries: dict[str, Entry] = {}
+        self.version = 0  # bumped on every registration so cached config models are rebuilt
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        if not name.replace("_", "").isalnum() or name.lower() != name:
+            raise ValueError(f"{self.kind} name must be snake_case, got {name!r}")
+
+        def decorator(component: Any) -> Any:
+            if name in self._entries and self._entries[name].component is not component:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            params = getattr(component, "Params", None) or Params
+            spec = create_model(
+                f"{_camel(name)}{_camel(self.kind)}Spec",
+                __base__=params,
+                type=(Literal[name], ...),
+            )
+            spec.model_config["extra"] = "forbid"
+            spec.model_rebuild(force=True)
+            doc = (component.__doc__ or "").strip().splitlines()
+            if isinstance(component, type):
+                component.registered_name = name
+            self._entries[name] = Entry(name, component, params, spec, doc[0] if doc else "")
+            self.version += 1
+            return component
+
+        return decorator
+
+    def names(self) -> list[str]:
+        load_builtins()
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        load_builtins()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    def get(self, name: str) -> Entry:
+        load_builtins()
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = self.names()
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'.{suggest(name, known)} Known {self.plural}: {', '.join(known)}."
+            ) from None
+
+    def create(self, spec: BaseModel | dict, **extra: Any) -> Any:
+        """Instantiate the component named by ``spec.type`` with the spec's fields as keywords."""
+        fields = spec if isinstance(spec, dict) else spec.model_dump()
+        fields = dict(fields)
+        entry = self.get(fields.pop("type"))
+        return entry.component(**fields, **extra)
+
+    def __contains__(self, name: str) -> bool:
+        load_builtins()
+        return name in self._entries
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+LAYERS = Registry("layer", "layers")
+LOSSES = Registry("loss", "losses")
+OPTIMIZERS = Registry("optimizer", "optimizers")
+DATA_SOURCES = Registry("data source", "datasets")
+METRICS = Registry("metric", "metrics")
+
+ALL = {r.plural: r for r in (LAYERS, LOSSES, OPTIMIZERS, DATA_SOURCES, METRICS)}
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import user modules named by a config's `plugins:` so they can register components."""
+    load_builtins()
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"plugins: cannot import module '{module}': {exc}. A plugin is a Python module on the "
+                "import path or in the config file's folder."
+            ) from None
