@@ -10,7 +10,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, Discriminator, Field, ValidationError, create_model
 from pydantic import field_validator, model_validator
@@ -295,21 +295,72 @@ def _where(path: tuple, lines: dict, overridden: dict, source: str) -> str:
     for cut in range(len(path), -1, -1):
         if path[:cut] in overridden:
             return f"--set {overridden[path[:cut]]}"
+    below = [text for key, text in overridden.items() if key[: len(path)] == path and path]
+    if below:  # an error about a whole section that an override changed part of
+        return ", ".join(f"--set {text}" for text in below)
     for cut in range(len(path), -1, -1):
         if path[:cut] in lines and cut > 0:
             return f"{source}: line {lines[path[:cut]]}"
     return source
 
 
+def _model_at(annotation: Any, loc: tuple) -> Any:
+    """The model class (or type) that validates the value at a pydantic error location."""
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field_info = annotation.model_fields.get(part)
+            if field_info is None:
+                return None
+            annotation = field_info.annotation
+        elif get_origin(annotation) is list and isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) is Union:
+            members = [m for m in get_args(_unwrap(annotation)) if _tag(m) == part]
+            if not members:
+                return None
+            annotation = members[0]
+        else:
+            return None
+    return _unwrap(annotation)
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _tag(model: Any) -> Any:
+    fields = getattr(model, "model_fields", {})
+    if "type" in fields:
+        args = get_args(fields["type"].annotation)
+        return args[0] if args else None
+    return None
+
+
 def format_errors(exc: ValidationError, raw: dict, lines: dict, overridden: dict, source: str) -> str:
     messages = []
-    for err in exc.errors():
+    errors = exc.errors()
+    meant: set[tuple] = set()  # required keys the user misspelt: their "missing" error would repeat it
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            model = _model_at(experiment_model(), err["loc"][:-1])
+            valid = list(getattr(model, "model_fields", {}))
+            err["valid"] = valid
+            close = suggest(str(err["loc"][-1]), valid)
+            if close:
+                meant.add(err["loc"][:-1] + (close.split("'")[1],))
+    for err in errors:
         path = _clean_loc(err["loc"], raw)
         ctx = err.get("ctx") or {}
         kind = err["type"]
-        if kind == "unknown_key":
-            path = path + (ctx["key"],)
-            text = err["msg"]
+        if kind == "missing" and err["loc"] in meant:
+            continue
+        if kind == "extra_forbidden":
+            key = str(err["loc"][-1])
+            valid = err.get("valid") or []
+            text = f"unknown key '{key}'.{suggest(key, valid)}" + (f" Valid keys here: {', '.join(valid)}." if valid else "")
         elif kind == "union_tag_invalid":
             reg = _kind_at(path)
             known = reg.names() if reg else [t.strip("'") for t in ctx["expected_tags"].split(", ")]

@@ -11,8 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, create_model, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, create_model
 
 from nnctl.errors import ConfigError
 
@@ -38,25 +37,9 @@ def load_builtins() -> None:
 
 
 class Params(BaseModel):
-    """Base for component parameter models and config sections: unknown keys are errors."""
+    """Base for component parameter models and config sections: unknown keys are errors, values frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        # One clear error with the closest valid key, instead of pydantic's "extra inputs" plus
-        # a "field required" for the key the user meant.
-        if isinstance(data, dict):
-            valid = list(cls.model_fields)
-            for key in data:
-                if key not in cls.model_fields:
-                    raise PydanticCustomError(
-                        "unknown_key",
-                        "unknown key '{key}'.{hint} Valid keys here: {valid}.",
-                        {"key": str(key), "hint": suggest(str(key), valid), "valid": ", ".join(valid)},
-                    )
-        return data
 
 
 @dataclass(frozen=True)

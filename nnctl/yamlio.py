@@ -79,7 +79,10 @@ def parse_yaml(text: str, name: str = "<string>") -> tuple[Any, dict[tuple, int]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"{name}: {where}: not valid YAML: {exc.problem}.") from None
+        context = ""
+        if exc.context and exc.context_mark:
+            context = f" ({exc.context}, which starts at line {exc.context_mark.line + 1})"
+        raise ConfigError(f"{name}: {where}: not valid YAML: {exc.problem}{context}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: not valid YAML: {exc}") from None
     return data, (_line_map(node) if node is not None else {})

@@ -21,7 +21,7 @@ def describe_path(path: str | Path) -> str:
 
 
 def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[list[str]], list[int]]:
-    """(header, rows, line number of each row) with the header as line 1; blank lines are skipped."""
+    """(header, rows, each row's line number in the file, header usually line 1); blank lines are skipped."""
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     rows: list[list[str]] = []
@@ -31,7 +31,7 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
         # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header.
         with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter)
-            header = next(reader, None)
+            header = next((row for row in reader if row), None)  # blank lines before it are skipped too
             for row in reader:
                 if row:
                     rows.append(row)
@@ -50,9 +50,9 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
     header = [name.strip() for name in header]
     for i, name in enumerate(header):
         if not name:
-            raise DataError(f"CSV file {describe_path(path)}: column {i + 1} of the header (line 1) has no name.")
+            raise DataError(f"CSV file {describe_path(path)}: column {i + 1} of the header row has no name.")
         if name in header[:i]:
-            raise DataError(f"CSV file {describe_path(path)}: the header (line 1) names column '{name}' twice.")
+            raise DataError(f"CSV file {describe_path(path)}: the header row names column '{name}' twice.")
     return header, rows, lines
 
 
@@ -71,7 +71,7 @@ def load_csv(
         if len(header) == 1 and any(d in header[0] for d in ";\t|"):
             hint += f" The header has a single column '{header[0]}'; set delimiter to the file's separator."
         elif all(is_number(name) for name in header):
-            hint += " The first line holds numbers: the file needs a header row naming the columns."
+            hint += " The header row holds only numbers: the file needs a first row naming the columns."
         raise DataError(
             f"target column '{target}' is not in CSV file {where_file}.{hint} "
             f"Columns: {', '.join(header)}. Set target to one of them."
@@ -81,7 +81,7 @@ def load_csv(
     for row, line in zip(rows, lines):
         if len(row) != len(header):
             raise DataError(
-                f"CSV file {where_file}: line {line} has {len(row)} fields, but the header (line 1) has "
+                f"CSV file {where_file}: line {line} has {len(row)} fields, but the header row has "
                 f"{len(header)}. Every row needs one value per column; check for a missing or extra "
                 f"'{delimiter}' on that line."
             )

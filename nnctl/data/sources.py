@@ -36,7 +36,9 @@ class Source:
 
 
 class PlaygroundParams(BaseParams):
-    samples: int = Field(500, ge=2, le=1_000_000, description="Number of points (classes get half each).")
+    samples: int = Field(
+        500, ge=2, le=1_000_000, description="Number of points; circle, gauss and spiral give each class half."
+    )
     noise: float = Field(
         0.0,
         ge=0,
@@ -48,7 +50,7 @@ class PlaygroundParams(BaseParams):
         ),
     )
     features: list[FeatureName] = Field(
-        default_factory=lambda: ["x1", "x2"],
+        ["x1", "x2"],  # pydantic copies a mutable default per instance
         min_length=1,
         description="Input features computed from the point (x1, x2), in this order, each at most once.",
     )

@@ -69,7 +69,7 @@ def encode_target(
     if not integral:
         i = int(np.flatnonzero(values != np.round(values))[0])
         raise DataError(
-            f"target '{name}' holds the non-integer value {values[i]!r} at {where(i)}, so it cannot be a "
+            f"target '{name}' holds the non-integer value {float(values[i])!r} at {where(i)}, so it cannot be a "
             "class label. For a real-valued target use task: regression or a regression loss (mse, mae)."
         )
     if class_names is not None:
@@ -95,13 +95,15 @@ def _encode_text(
     first_text = int(np.flatnonzero(~numeric)[0])
     if task == "regression":
         raise DataError(
-            f"target '{name}' holds the text {text[first_text]!r} at {where(first_text)}, "
+            f"target '{name}' holds the text {str(text[first_text])!r} at {where(first_text)}, "
             "but regression needs numbers. Fix the value, or use task: classification for text labels."
         )
     if task == "auto" and numeric.any():
+        first_number = int(np.flatnonzero(numeric)[0])
         raise DataError(
-            f"target '{name}' mixes numbers and text: {text[first_text]!r} at {where(first_text)}. "
-            "Fix the value if it is a typo, or set task: classification to treat every value as a text label."
+            f"target '{name}' mixes numbers ({str(text[first_number])!r} at {where(first_number)}) and text "
+            f"({str(text[first_text])!r} at {where(first_text)}). Fix the values that are typos, or set "
+            "task: classification to treat every value as a text label."
         )
     if class_names is None:
         classes, y = np.unique(text, return_inverse=True)
@@ -110,7 +112,7 @@ def _encode_text(
     if unknown.size:
         i = int(unknown[0])
         raise DataError(
-            f"target '{name}' has the label {text[i]!r} at {where(i)}, which is not one of the "
+            f"target '{name}' has the label {str(text[i])!r} at {where(i)}, which is not one of the "
             f"classes {', '.join(class_names)}."
         )
     names = np.array(class_names)

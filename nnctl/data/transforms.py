@@ -68,7 +68,8 @@ class Normalizer:
         """Rebuild a fitted normalizer from state(); 'none' accepts an empty state."""
         norm = cls(method)
         if method == "none" and not state:
-            norm.shift, norm.scale = np.zeros(0), np.ones(0)
+            # 0-d statistics broadcast as the identity against data of any width.
+            norm.shift, norm.scale = np.array(0.0), np.array(1.0)
             return norm
         missing = {"shift", "scale"} - set(state)
         if missing:

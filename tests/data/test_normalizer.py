@@ -43,7 +43,9 @@ def test_none_is_identity():
     norm = Normalizer("none").fit(TRAIN)
     assert norm.transform(TEST) is TEST
     np.testing.assert_array_equal(norm.state()["scale"], np.ones(3))
-    assert Normalizer.from_state("none", {}).transform(TEST) is TEST
+    empty = Normalizer.from_state("none", {})
+    assert empty.transform(TEST) is TEST
+    np.testing.assert_array_equal(TEST * empty.scale + empty.shift, TEST)  # statistics broadcast as identity
 
 
 @pytest.mark.parametrize("method", ["none", "minmax", "standard"])

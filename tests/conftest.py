@@ -1,0 +1,47 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _no_color(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture
+def write_yaml(tmp_path):
+    """Write a YAML text into tmp_path and return its path."""
+
+    def write(text: str, name: str = "exp.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+MINIMAL = """\
+name: t
+seed: 0
+data:
+  source: {type: xor, samples: 100}
+model:
+  layers:
+    - {type: dense, units: 4, activation: tanh}
+    - {type: dense, units: 2}
+loss: cross_entropy
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 2, batch_size: 10}
+"""
+
+
+@pytest.fixture
+def minimal_text():
+    return MINIMAL
+
+
+os.environ.setdefault("COLUMNS", "200")  # rich tables wide enough that messages are not wrapped in tests

@@ -1,0 +1,87 @@
+"""One step of each optimizer against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from nnctl.optim.optimizers import DENORMAL_FLOOR, FLUSH_EVERY
+from nnctl.registry import OPTIMIZERS
+
+
+def make(spec, p, g):
+    params = np.array(p, dtype=np.float64)
+    grads = np.array(g, dtype=np.float64)
+    return OPTIMIZERS.create(spec).bind(params, grads), params, grads
+
+
+def test_sgd_step():
+    opt, p, _ = make({"type": "sgd", "lr": 0.1}, [1.0, -2.0], [0.5, -1.0])
+    opt.step()
+    np.testing.assert_allclose(p, [1.0 - 0.05, -2.0 + 0.1])
+
+
+def test_sgd_momentum_two_steps():
+    opt, p, g = make({"type": "sgd", "lr": 0.1, "momentum": 0.9}, [1.0], [1.0])
+    opt.step()  # v = 1, p = 1 - 0.1
+    g[:] = 2.0
+    opt.step()  # v = 0.9 * 1 + 2 = 2.9, p = 0.9 - 0.29
+    np.testing.assert_allclose(p, [0.61])
+
+
+def test_sgd_nesterov_two_steps():
+    opt, p, g = make({"type": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}, [1.0], [1.0])
+    opt.step()  # v = 1; p -= 0.1 * (1 + 0.9 * 1) = 0.19
+    g[:] = 2.0
+    opt.step()  # v = 2.9; p -= 0.1 * (2 + 0.9 * 2.9) = 0.461
+    np.testing.assert_allclose(p, [1.0 - 0.19 - 0.461])
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(Exception, match="nesterov"):
+        OPTIMIZERS.get("sgd").spec.model_validate({"type": "sgd", "nesterov": True})
+
+
+def test_adam_two_steps():
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    opt, p, g = make({"type": "adam", "lr": lr}, [1.0, 2.0], [0.5, -0.25])
+    opt.step()
+    # step 1: m = 0.1 g, v = 0.001 g^2; m_hat = g, v_hat = g^2 -> update = lr * g / (|g| + eps)
+    np.testing.assert_allclose(p, [1.0 - lr * 0.5 / (0.5 + eps), 2.0 + lr * 0.25 / (0.25 + eps)])
+    g1 = np.array([0.5, -0.25])
+    g2 = np.array([1.0, 1.0])
+    g[:] = g2
+    before = p.copy()
+    opt.step()
+    m = b1 * (1 - b1) * g1 + (1 - b1) * g2
+    v = b2 * (1 - b2) * g1**2 + (1 - b2) * g2**2
+    m_hat, v_hat = m / (1 - b1**2), v / (1 - b2**2)
+    np.testing.assert_allclose(p, before - lr * m_hat / (np.sqrt(v_hat) + eps))
+
+
+def test_adam_flushes_tiny_moments():
+    opt, p, g = make({"type": "adam"}, np.ones(3), [1.0, 0.0, 0.0])
+    opt.step()
+    opt.state["v"][1] = DENORMAL_FLOOR / 10  # a value heading for the denormal range
+    g[:] = 0
+    for _ in range(FLUSH_EVERY - 1):
+        opt.step()
+    assert opt.state["v"][1] == 0 and opt.state["m"][1] == 0
+    assert opt.state["v"][0] > 0  # real moments are kept
+
+
+def test_state_round_trip():
+    opt, p, g = make({"type": "adam"}, [1.0, 2.0], [0.3, 0.1])
+    opt.step()
+    state = {k: v.copy() for k, v in opt.state_dict().items()}
+    other, _, _ = make({"type": "adam"}, [1.0, 2.0], [0.3, 0.1])
+    other.load_state_dict(state)
+    assert other.t == 1
+    np.testing.assert_array_equal(other.state["m"], opt.state["m"])
+
+
+def test_float32_stays_float32():
+    params = np.ones(4, dtype=np.float32)
+    grads = np.full(4, 0.1, dtype=np.float32)
+    for spec in ({"type": "sgd", "momentum": 0.9}, {"type": "adam"}):
+        opt = OPTIMIZERS.create(spec).bind(params, grads)
+        opt.step()
+        assert params.dtype == np.float32 and all(s.dtype == np.float32 for s in opt.state.values())
