@@ -1,0 +1,38 @@
+"""A custom layer registered from a config's `plugins:` list (what a user's own module looks like)."""
+
+import numpy as np
+from pydantic import Field
+
+from nnctl.nn.layer import Layer
+from nnctl.registry import LAYERS, Params
+
+
+@LAYERS.register("scaled_tanh")
+class ScaledTanh(Layer):
+    """y = scale * tanh(x / scale) with a learned per-feature scale."""
+
+    class Params(Params):
+        init_scale: float = Field(2.0, gt=0, description="Initial scale of every feature.")
+
+    def __init__(self, init_scale: float = 2.0):
+        super().__init__()
+        self.init_scale = init_scale
+
+    def _build(self, input_shape, rng):
+        self._param("scale", np.full(input_shape, self.init_scale))
+        return input_shape
+
+    def forward(self, x, *, training):
+        s = self.params["scale"]
+        t = np.tanh(x / s)
+        if training:
+            self._cache = (x, t)
+        return s * t
+
+    def backward(self, dy):
+        x, t = self._take_cache()
+        s = self.params["scale"]
+        dt = 1 - t * t
+        # d/ds [s tanh(x/s)] = tanh(x/s) - (x/s) (1 - tanh^2)
+        np.sum(dy * (t - (x / s) * dt), axis=0, out=self.grads["scale"])
+        return dy * dt
