@@ -165,44 +165,46 @@ def train(experiment: Experiment, run: RunDir | None = None, reporter: Reporter 
             best_meta = checkpoint_meta(experiment, best["epoch"], best["step"], {"monitor": monitor, "value": best_value})
             save_checkpoint(run.path / "checkpoints" / "best.npz", checkpoint_arrays(experiment, best_params, False), best_meta)
 
-    for epoch in range(1, cfg.train.epochs + 1):
-        t0 = time.perf_counter()
-        order = epoch_order(cfg.seed, epoch, n, cfg.train.shuffle)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            xb = x_all.take(idx, axis=0)
-            yb = y_all.take(idx, axis=0)
-            out = net.forward(xb, training=True)
-            total += loss_fn.forward(out, yb) * len(idx)
-            net.backward(loss_fn.backward())
-            opt.step()
-            step += 1
+    save(0)  # the initial weights: a run that diverges in its first epoch still has a good checkpoint
+    # Overflow on the way to a NaN loss is expected when training diverges; the loss check reports it.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(1, cfg.train.epochs + 1):
+            t0 = time.perf_counter()
+            order = epoch_order(cfg.seed, epoch, n, cfg.train.shuffle)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                xb = x_all.take(idx, axis=0)
+                yb = y_all.take(idx, axis=0)
+                out = net.forward(xb, training=True)
+                total += loss_fn.forward(out, yb) * len(idx)
+                net.backward(loss_fn.backward())
+                opt.step()
+                step += 1
+                if stop.signum is not None:
+                    break
             if stop.signum is not None:
+                status = "interrupted"
                 break
-        if stop.signum is not None:
-            status = "interrupted"
-            break
-        train_loss = total / n
-        if not math.isfinite(train_loss):
-            status = "diverged"
-            break
-        row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": opt.lr, "train_loss": train_loss}
-        val = experiment.evaluate("val")
-        row.update({f"val_{k}": v for k, v in val.items()})
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        value = row[monitor]
-        if higher_better and value > best_value or not higher_better and value < best_value:
-            best_value = value
-            best = {"epoch": epoch, "step": step, **{k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")}}
-            np.copyto(best_params, net.flat_params)
-        if run is not None:
-            run.append_metrics(row)
-            if epoch % every == 0 or epoch == cfg.train.epochs:
-                save(epoch)
-                last_saved_epoch = epoch
-        reporter.on_epoch(row)
+            train_loss = total / n
+            if not math.isfinite(train_loss):
+                status = "diverged"
+                break
+            row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": opt.lr, "train_loss": train_loss}
+            row.update({f"val_{k}": v for k, v in experiment.evaluate("val").items()})
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            value = row[monitor]
+            if value > best_value if higher_better else value < best_value:
+                best_value = value
+                best = {"epoch": epoch, "step": step, **{k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")}}
+                np.copyto(best_params, net.flat_params)
+            if run is not None:
+                run.append_metrics(row)
+                if epoch % every == 0 or epoch == cfg.train.epochs:
+                    save(epoch)
+                    last_saved_epoch = epoch
+            reporter.on_epoch(row)
 
     if status == "interrupted" and run is not None:
         save(epoch - 1)  # mid-epoch state; the epoch counter says how many epochs completed

@@ -1,10 +1,18 @@
 """One gradient-check harness for every registered layer and loss (float64, random upstream gradient)."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nnctl.nn.gradcheck import TOLERANCE, check_layer, check_loss
 from nnctl.registry import LAYERS, LOSSES
+
+# The test plugin's layer is registered here under the same module name a config's `plugins:` uses,
+# so the harness covers it whatever order the tests run in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+import nnctl_test_plugin  # noqa: E402,F401
 
 # name -> list of (constructor params, input shape without batch axis). A new layer cannot ship
 # without a case here: test_every_layer_has_a_case fails.
@@ -18,6 +26,7 @@ LAYER_CASES = {
     "elu": [({"alpha": 0.7}, (6,))],
     "gelu": [({}, (6,))],
     "softmax": [({}, (4,))],
+    "scaled_tanh": [({"init_scale": 1.5}, (5,))],  # tests/plugins/nnctl_test_plugin.py
 }
 
 LOSS_CASES = {

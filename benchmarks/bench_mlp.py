@@ -1,0 +1,210 @@
+"""MLP benchmark: 784-256-128-10 ReLU, Adam 1e-3, batch 128, cross-entropy, 60,000 synthetic samples.
+
+nnctl is driven through its own trainer (config -> build_experiment -> train), on a continued
+experiment: one warm-up epoch, then --epochs timed epochs (train.epochs = 1 per call); the figure is
+the median seconds per epoch. Data loading and build are timed separately and not included.
+
+If torch is importable, the same network (same initial weights, copied from nnctl's), data and
+batching run in PyTorch CPU: default, and again from the same start with set_flush_denormal(True).
+
+    python benchmarks/bench_mlp.py [--epochs 3] [--json] [--quick] [--no-torch] [--profile]
+
+Ratio = torch seconds / nnctl seconds: above 1 means nnctl is faster.
+"""
+
+from __future__ import annotations
+
+import _common  # noqa: F401  (first: sets BLAS thread counts before numpy loads)
+from _common import emit, fmt_ratio, machine_info, median, parser, profile_top, ratio, timed
+
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from nnctl.build import build_experiment
+from nnctl.config import config_from_dict
+from nnctl.train.trainer import train
+
+SEED = 0
+FEATURES, HIDDEN, CLASSES = 784, (256, 128), 10
+BATCH, LR = 128, 1e-3
+
+
+def make_data(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-like inputs uniform in [0, 1]; labels = argmax of a fixed random linear teacher on the
+    centred inputs (learnable, roughly balanced classes)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, FEATURES), dtype=np.float32)
+    teacher = rng.standard_normal((FEATURES, CLASSES)).astype(np.float32)
+    y = np.argmax((x - 0.5) @ teacher, axis=1).astype(np.int64)
+    return x, y
+
+
+def mlp_config(path: str) -> dict:
+    return {
+        "name": "bench_mlp",
+        "seed": SEED,
+        "dtype": "float32",
+        "data": {
+            "source": {"type": "npz", "path": path, "task": "classification"},
+            "split": {"train": 1.0, "val": 0.0, "test": 0.0},
+            "normalize": "none",
+        },
+        "model": {
+            "layers": [
+                {"type": "dense", "units": HIDDEN[0], "activation": "relu", "init": "he_uniform"},
+                {"type": "dense", "units": HIDDEN[1], "activation": "relu", "init": "he_uniform"},
+                {"type": "dense", "units": CLASSES, "init": "he_uniform"},
+            ]
+        },
+        "loss": "cross_entropy",
+        "optimizer": {"type": "adam", "lr": LR},
+        "train": {"epochs": 1, "batch_size": BATCH, "shuffle": True, "monitor": "train_loss"},
+        "output": {"checkpoint_every": 1_000_000},
+    }
+
+
+def initial_weights(experiment) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight (fan_in, fan_out), bias) of each dense layer, copied before any training."""
+    return [(layer.params["weight"].copy(), layer.params["bias"].copy())
+            for layer in experiment.network.layers if "weight" in layer.params]
+
+
+# --- nnctl ----------------------------------------------------------------------------------------
+
+
+def run_nnctl(experiment, epochs: int) -> dict:
+    losses = []
+
+    def one_epoch():
+        result = train(experiment)
+        assert result.status == "completed", result.status
+        losses.append(result.final["train_loss"])
+
+    warmup = timed(one_epoch)
+    times = [timed(one_epoch) for _ in range(epochs)]
+    return {"warmup_s": warmup, "epoch_s": times, "median_s": median(times), "train_loss": losses}
+
+
+# --- PyTorch ----------------------------------------------------------------------------------------
+
+
+def run_torch(torch, x: np.ndarray, y: np.ndarray, init, epochs: int, flush_denormal: bool) -> dict:
+    nn = torch.nn
+    torch.manual_seed(SEED)
+    layers: list = []
+    for i, (w, b) in enumerate(init):
+        linear = nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers.append(linear)
+        if i < len(init) - 1:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    criterion = nn.CrossEntropyLoss()
+    X = torch.from_numpy(x)
+    Y = torch.from_numpy(y.astype(np.int64))
+    n = len(X)
+    losses = []
+
+    def one_epoch():
+        perm = torch.randperm(n)
+        total = 0.0
+        for start in range(0, n, BATCH):
+            idx = perm[start : start + BATCH]
+            xb = X.index_select(0, idx)
+            yb = Y.index_select(0, idx)
+            opt.zero_grad(set_to_none=True)
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / n)
+
+    supported = torch.set_flush_denormal(flush_denormal)
+    try:
+        warmup = timed(one_epoch)
+        times = [timed(one_epoch) for _ in range(epochs)]
+    finally:
+        torch.set_flush_denormal(False)  # it also changes the FPU mode numpy runs under
+    return {"warmup_s": warmup, "epoch_s": times, "median_s": median(times), "train_loss": losses,
+            "flush_denormal_supported": bool(supported) if flush_denormal else None}
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch (median reported)")
+    p.add_argument("--samples", type=int, default=None, help="number of samples (default 60000; 4096 with --quick)")
+    args = p.parse_args()
+    samples = args.samples or (4096 if args.quick else 60_000)
+    epochs = 1 if args.quick else max(1, args.epochs)
+    torch = None if args.no_torch else _common.import_torch()
+
+    t0 = time.perf_counter()
+    x, y = make_data(samples)
+    with tempfile.TemporaryDirectory(prefix="nnctl-bench-") as tmp:
+        path = os.path.join(tmp, "mlp.npz")
+        np.savez(path, x=x, y=y)
+        del x, y
+        config = config_from_dict(mlp_config(path))
+        t1 = time.perf_counter()
+        experiment = build_experiment(config)
+        build_s = time.perf_counter() - t1
+    data_s = time.perf_counter() - t0 - build_s
+    init = initial_weights(experiment)
+    split = experiment.splits["train"]
+    x_train, y_train = split.x, split.y
+
+    nnctl_res = run_nnctl(experiment, epochs)
+    result = {
+        "benchmark": "mlp",
+        "workload": {"layers": [FEATURES, *HIDDEN, CLASSES], "activation": "relu", "optimizer": f"adam lr={LR}",
+                     "batch_size": BATCH, "samples": samples, "timed_epochs": epochs, "dtype": "float32",
+                     "nnctl_mode": "continued experiment, train.epochs=1 per call, after 1 warm-up epoch"},
+        "machine": machine_info(torch),
+        "data_s": data_s,
+        "build_s": build_s,
+        "nnctl": nnctl_res,
+        "torch": None,
+        "torch_flush_denormal": None,
+        "ratio_torch_over_nnctl": None,
+        "ratio_torch_flush_over_nnctl": None,
+    }
+    if torch is not None:
+        result["torch"] = run_torch(torch, x_train, y_train, init, epochs, flush_denormal=False)
+        result["torch_flush_denormal"] = run_torch(torch, x_train, y_train, init, epochs, flush_denormal=True)
+        result["ratio_torch_over_nnctl"] = ratio(result["torch"]["median_s"], nnctl_res["median_s"])
+        result["ratio_torch_flush_over_nnctl"] = ratio(result["torch_flush_denormal"]["median_s"], nnctl_res["median_s"])
+
+    def line(label: str, res: dict | None) -> str:
+        if res is None:
+            return f"{label:<22} (torch not installed or --no-torch)"
+        each = ", ".join(f"{t:.3f}" for t in res["epoch_s"])
+        return (f"{label:<22} {res['median_s']:.3f} s/epoch  (median of {len(res['epoch_s'])}: {each}; "
+                f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})")
+
+    m = result["machine"]
+    lines = [
+        f"MLP 784-256-128-10 relu, adam {LR}, batch {BATCH}, {samples} samples, float32, {m['threads']} threads"
+        f"  [{m['cpu']}; numpy {m['numpy']}, torch {m['torch']}]",
+        f"(data generation + npz write {data_s:.2f} s; nnctl load + build {build_s:.2f} s; not timed below)",
+        line("nnctl", nnctl_res),
+        line("torch", result["torch"]),
+        line("torch flush_denormal", result["torch_flush_denormal"]),
+        f"ratio torch/nnctl: {fmt_ratio(result['ratio_torch_over_nnctl'])} default, "
+        f"{fmt_ratio(result['ratio_torch_flush_over_nnctl'])} with flush_denormal  (>1: nnctl faster)",
+    ]
+    emit(result, args.json, lines)
+
+    if args.profile:
+        print(f"--- cProfile of one nnctl epoch (continued experiment) ---\n{profile_top(lambda: train(experiment))}",
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Every example config, trained as shipped, reaches its stated test score (scored like `nnctl eval`)."""
+
+import pytest
+
+from nnctl.session import run_training
+from nnctl.train.evaluate import evaluate_run
+from tests.conftest import CONFIGS
+
+TARGETS = {
+    "xor": ("accuracy", 0.98),
+    "circle": ("accuracy", 0.98),
+    "spiral": ("accuracy", 0.95),
+    "iris": ("accuracy", 0.93),
+    "wine": ("accuracy", 0.95),
+    "breast_cancer": ("accuracy", 0.95),
+    "digits": ("accuracy", 0.95),
+    "diabetes": ("r2", 0.40),
+    "plane": ("r2", 0.95),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_example_reaches_target(name, tmp_path):
+    metric, target = TARGETS[name]
+    result = run_training(CONFIGS / f"{name}.yaml", runs_dir=tmp_path)
+    assert result.status == "completed"
+    scores = evaluate_run(result.run_dir, "test", "best")["metrics"]
+    assert scores[metric] >= target, scores
+
+
+def test_spiral_network_is_playground_sized():
+    from nnctl.config import load_config
+
+    layers = load_config(CONFIGS / "spiral.yaml").model.layers
+    hidden = layers[:-1]
+    assert len(hidden) <= 2 and all(layer.units <= 8 for layer in hidden)
