@@ -52,7 +52,7 @@ def test_every_loss_has_a_case():
     assert sorted(LOSSES.names()) == sorted(LOSS_CASES)
 
 
-@pytest.mark.parametrize("name, params, shape", _layer_cases())
+@pytest.mark.parametrize("name, params, shape", list(_layer_cases()))
 def test_layer_gradients(name, params, shape):
     rng = np.random.default_rng(0)
     layer = LAYERS.create({"type": name, **params})
@@ -62,7 +62,7 @@ def test_layer_gradients(name, params, shape):
     assert max(errors.values()) < TOLERANCE, errors
 
 
-@pytest.mark.parametrize("name, params, shape", _layer_cases())
+@pytest.mark.parametrize("name, params, shape", list(_layer_cases()))
 def test_layer_keeps_float32(name, params, shape):
     rng = np.random.default_rng(0)
     layer = LAYERS.create({"type": name, **params})
