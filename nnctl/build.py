@@ -122,7 +122,11 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
         idx = indices[name]
         x = np.ascontiguousarray(normalizer.transform(dataset.x[idx]), dtype=dtype)
         y_true = dataset.y[idx]
-        y = y_true if dataset.task == "classification" else np.ascontiguousarray(target_normalizer.transform(y_true), dtype=dtype)
+        y = (
+            y_true
+            if dataset.task == "classification"
+            else np.ascontiguousarray(target_normalizer.transform(y_true), dtype=dtype)
+        )
         splits[name] = Split(x, y, y_true)
 
     network = build_network(config, (dataset.num_features,), dtype)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,10 +25,14 @@ app = typer.Typer(
 
 ConfigPath = Annotated[Path, typer.Argument(help="Experiment YAML file.", show_default=False)]
 SetOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config value: --set optimizer.lr=0.01 (repeatable; model.layers[0].units=16)."),
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override a config value: --set optimizer.lr=0.01 (repeatable; model.layers[0].units=16)."
+    ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout; everything else goes to stderr.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print exactly one JSON document on stdout; everything else goes to stderr.")
+]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")]
 
 
@@ -39,7 +44,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Train neural networks from YAML experiment files with a small NumPy engine."""
 
@@ -72,7 +79,9 @@ def user_errors(func: Callable) -> Callable:
 def train(
     config: ConfigPath,
     set_: SetOption = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Folder for run directories (default: output.runs_dir).")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Folder for run directories (default: output.runs_dir).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     json_: JsonOption = False,
     debug: DebugOption = False,
@@ -90,11 +99,20 @@ def train(
     result = run_training(config, set_ or [], runs_dir=runs_dir, reporter=reporter, stop=stop)
     if json_:
         stdout_json(
-            {"run_dir": str(result.run_dir), "status": result.status, "epochs": result.epochs, "steps": result.steps,
-             "seconds": round(result.seconds, 3), "final": result.final, "best": result.best}
+            {
+                "run_dir": str(result.run_dir),
+                "status": result.status,
+                "epochs": result.epochs,
+                "steps": result.steps,
+                "seconds": round(result.seconds, 3),
+                "final": result.final,
+                "best": result.best,
+            }
         )
     if result.status == "diverged":
-        raise DivergedError(f"training diverged (loss became NaN or Inf); the last good checkpoint is kept in {result.run_dir}.")
+        raise DivergedError(
+            f"training diverged (loss became NaN or Inf); the last good checkpoint is kept in {result.run_dir}."
+        )
     if result.status == "interrupted":
         import signal
 
@@ -107,7 +125,9 @@ def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `nnctl train`.", show_default=False)],
     split: Annotated[str, typer.Option(help="Which split to score: test, val or train.")] = "test",
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
-    allow_plugins: Annotated[bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")] = False,
+    allow_plugins: Annotated[
+        bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")
+    ] = False,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -124,7 +144,11 @@ def eval_(
     if json_:
         stdout_json({"run_dir": str(run_dir), "checkpoint": checkpoint, **result})
     else:
-        make_console().print(metrics_table(f"{run_dir} — {split} ({result['samples']} samples, {checkpoint} checkpoint)", result["metrics"]))
+        make_console().print(
+            metrics_table(
+                f"{run_dir} — {split} ({result['samples']} samples, {checkpoint} checkpoint)", result["metrics"]
+            )
+        )
 
 
 @app.command()
@@ -132,7 +156,9 @@ def eval_(
 def validate(
     config: ConfigPath,
     set_: SetOption = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Mark where each value came from: file, --set or default.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Mark where each value came from: file, --set or default.")
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Check CONFIG, print the resolved config and the network summary, without training."""

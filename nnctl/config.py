@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, Discriminator, Field, ValidationError, create_model
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from nnctl import registry
 from nnctl.errors import ConfigError
@@ -39,7 +47,7 @@ def component_union(reg: registry.Registry) -> Any:
     specs = tuple(entry.spec for entry in reg.entries())
     if len(specs) == 1:
         return Annotated[specs[0], BeforeValidator(_shorthand)]
-    return Annotated[Union[specs], Discriminator("type"), BeforeValidator(_shorthand)]
+    return Annotated[Union[specs], Discriminator("type"), BeforeValidator(_shorthand)]  # noqa: UP007 (a runtime tuple)
 
 
 class SplitConfig(Section):
@@ -48,7 +56,7 @@ class SplitConfig(Section):
     test: float = Field(0.15, ge=0, lt=1, description="Fraction held out for `nnctl eval`.")
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> "SplitConfig":
+    def _sum_to_one(self) -> SplitConfig:
         total = self.train + self.val + self.test
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ValueError(
@@ -129,7 +137,10 @@ def experiment_model() -> type[BaseModel]:
         name=(str, Field("experiment", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name (folder under runs_dir).")),
         seed=(int, Field(0, ge=0, description="Seeds data generation, splits, initialisation and shuffling.")),
         dtype=(Literal["float32", "float64"], Field("float32", description="Floating type of the engine.")),
-        plugins=(list[str], Field(default_factory=list, description="Python modules imported first; they may register components.")),
+        plugins=(
+            list[str],
+            Field(default_factory=list, description="Python modules imported first; they may register components."),
+        ),
         data=(data_config, Field(description="Data source, split and normalization.")),
         model=(model_config, Field(description="The network.")),
         loss=(component_union(registry.LOSSES), Field(description="Training loss.")),
@@ -137,12 +148,18 @@ def experiment_model() -> type[BaseModel]:
             component_union(registry.OPTIMIZERS),
             Field(default_factory=lambda: {"type": "adam"}, validate_default=True, description="Optimizer."),
         ),
-        regularizers=(list[Any], Field(default_factory=list, max_length=0, description="Weight penalties (none are available yet).")),
+        regularizers=(
+            list[Any],
+            Field(default_factory=list, max_length=0, description="Weight penalties (none are available yet)."),
+        ),
         train=(TrainConfig, Field(default_factory=TrainConfig, description="Training loop settings.")),
         metrics=(
             Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)],
-            Field(default_factory=list, description="Metric names; empty means the task's usual ones "
-                  "(accuracy for classification; mse, mae, r2 for regression)."),
+            Field(
+                default_factory=list,
+                description="Metric names; empty means the task's usual ones "
+                "(accuracy for classification; mse, mae, r2 for regression).",
+            ),
         ),
         output=(OutputConfig, Field(default_factory=OutputConfig, description="Run directory settings.")),
         __validators__={"_metrics": field_validator("metrics")(_metric_names)},
@@ -242,9 +259,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict[tuple, str]:
 def _step(node: Any, part: Any, prefix: tuple, text: str, create: bool) -> Any:
     if isinstance(node, list):
         if not isinstance(part, int) or part >= len(node):
-            raise ConfigError(
-                f"--set {text}: '{_dotted(prefix)}' is not an item of a list with {len(node)} items."
-            )
+            raise ConfigError(f"--set {text}: '{_dotted(prefix)}' is not an item of a list with {len(node)} items.")
         if isinstance(node[part], str):  # shorthand `- relu` becomes a mapping we can add keys to
             node[part] = {"type": node[part]}
         return node[part]
@@ -274,9 +289,7 @@ def _clean_loc(loc: tuple, raw: Any) -> tuple:
     for part in loc:
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, dict) and node.get("type") == part:
-            continue
-        elif isinstance(node, str) and node == part:
+        elif isinstance(node, dict) and node.get("type") == part or isinstance(node, str) and node == part:
             continue
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
@@ -360,7 +373,9 @@ def format_errors(exc: ValidationError, raw: dict, lines: dict, overridden: dict
         if kind == "extra_forbidden":
             key = str(err["loc"][-1])
             valid = err.get("valid") or []
-            text = f"unknown key '{key}'.{suggest(key, valid)}" + (f" Valid keys here: {', '.join(valid)}." if valid else "")
+            text = f"unknown key '{key}'.{suggest(key, valid)}" + (
+                f" Valid keys here: {', '.join(valid)}." if valid else ""
+            )
         elif kind == "union_tag_invalid":
             reg = _kind_at(path)
             known = reg.names() if reg else [t.strip("'") for t in ctx["expected_tags"].split(", ")]
@@ -382,8 +397,7 @@ def format_errors(exc: ValidationError, raw: dict, lines: dict, overridden: dict
             text = err["msg"]
             if not isinstance(err.get("input"), (dict, list)) and kind not in ("value_error",):
                 text += f" (got {err.get('input')!r})"
-        if text.startswith("Value error, "):
-            text = text[len("Value error, "):]
+        text = text.removeprefix("Value error, ")
         messages.append(f"{_where(path, lines, overridden, source)}: {_dotted(path)}: {text}")
     return "\n".join(messages)
 
@@ -399,9 +413,13 @@ def value_sources(loaded: LoadedConfig) -> dict[str, str]:
     def present(path: tuple) -> bool:
         node: Any = loaded.raw
         for part in path:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if (
+                isinstance(node, dict)
+                and part in node
+                or isinstance(node, list)
+                and isinstance(part, int)
+                and part < len(node)
+            ):
                 node = node[part]
             elif isinstance(node, str) and part == "type":
                 return True  # shorthand `- relu` names the type

@@ -66,7 +66,9 @@ class ConsoleReporter:
         if self.progress is not None:
             self.progress.stop()
         style = {"completed": "green", "diverged": "red", "interrupted": "yellow"}.get(result.status, "")
-        self.console.print(f"[{style}]{result.status}[/] after {result.epochs} epochs, {result.steps} steps, {result.seconds:.1f} s")
+        self.console.print(
+            f"[{style}]{result.status}[/] after {result.epochs} epochs, {result.steps} steps, {result.seconds:.1f} s"
+        )
         if result.best:
             best = {k: v for k, v in result.best.items() if k not in ("epoch", "step", "lr")}
             self.console.print(f"best (epoch {result.best['epoch']}): {format_row(best)}")

@@ -132,9 +132,15 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
     else:
         y = rng.standard_normal((samples, dataset.y.shape[1]))
     try:
-        loss.check(network.output_shape, dataset.task, dataset.num_classes, dataset.y.shape[1] if dataset.y.ndim == 2 else 1)
+        loss.check(
+            network.output_shape, dataset.task, dataset.num_classes, dataset.y.shape[1] if dataset.y.ndim == 2 else 1
+        )
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None
     add(f"loss: {loss.name}", "output", check_loss(loss, out, y))
-    add("network + loss", "all parameters (sample)", check_network(network, loss, rng.standard_normal((samples,) + network.input_shape), y, rng))
+    add(
+        "network + loss",
+        "all parameters (sample)",
+        check_network(network, loss, rng.standard_normal((samples,) + network.input_shape), y, rng),
+    )
     return table, ok

@@ -1,6 +1,7 @@
 """Config loading: YAML traps, overrides, error messages with path, line and suggestion."""
 
 import pytest
+from pydantic import ValidationError
 
 from nnctl.config import config_from_dict, load_config, load_config_detailed, value_sources
 from nnctl.errors import ConfigError
@@ -35,7 +36,9 @@ def test_misspelt_key_names_path_line_and_suggestion(write_yaml, minimal_text):
 
 def test_unknown_type_suggests_closest(write_yaml, minimal_text):
     path = write_yaml(minimal_text.replace("type: dense, units: 4", "type: dens, units: 4"))
-    with pytest.raises(ConfigError, match=r"line 7: model.layers\[0\].type: unknown layer 'dens'. Did you mean 'dense'\?"):
+    with pytest.raises(
+        ConfigError, match=r"line 7: model.layers\[0\].type: unknown layer 'dens'. Did you mean 'dense'\?"
+    ):
         load_config(path)
 
 
@@ -66,7 +69,9 @@ def test_out_of_range_values(write_yaml, minimal_text, override, fragment):
 
 
 def test_overrides_by_index_and_bracket(write_yaml, minimal_text):
-    cfg = load_config(write_yaml(minimal_text), ["model.layers.0.units=7", "model.layers[1].units=2", "train.shuffle=false"])
+    cfg = load_config(
+        write_yaml(minimal_text), ["model.layers.0.units=7", "model.layers[1].units=2", "train.shuffle=false"]
+    )
     assert cfg.model.layers[0].units == 7 and cfg.train.shuffle is False
 
 
@@ -113,7 +118,7 @@ def test_top_level_must_be_mapping(write_yaml):
 
 def test_config_is_frozen(write_yaml, minimal_text):
     cfg = load_config(write_yaml(minimal_text))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.seed = 3
 
 

@@ -78,7 +78,7 @@ def load_csv(
         )
     if not rows:
         raise DataError(f"CSV file {where_file} has a header but no data rows.")
-    for row, line in zip(rows, lines):
+    for row, line in zip(rows, lines, strict=True):
         if len(row) != len(header):
             raise DataError(
                 f"CSV file {where_file}: line {line} has {len(row)} fields, but the header row has "

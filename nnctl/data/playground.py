@@ -59,7 +59,7 @@ def gauss(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, n
 def spiral(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """classifySpiralData: two interleaved arms r = 5 i / m, t = 1.75 * 2 pi i / m (+ pi for -1), jittered by noise."""
     parts = []
-    for count, delta in zip(_halves(n), (0.0, np.pi)):  # two arms, not a loop over samples
+    for count, delta in zip(_halves(n), (0.0, np.pi), strict=True):  # two arms, not a loop over samples
         i = np.arange(count)
         r = i / count * 5
         t = 1.75 * i / count * 2 * np.pi + delta

@@ -48,6 +48,6 @@ def split_indices(dataset: Dataset, ratios: dict[str, float], rng: np.random.Gen
     for group in groups:  # one iteration per class, not per sample
         shuffled = rng.permutation(group)
         bounds = np.cumsum(split_counts(len(group), fractions))[:-1]
-        for name, piece in zip(SPLITS, np.split(shuffled, bounds)):
+        for name, piece in zip(SPLITS, np.split(shuffled, bounds), strict=True):
             parts[name].append(piece)
     return {name: rng.permutation(np.concatenate(parts[name])).astype(np.int64) for name in SPLITS}

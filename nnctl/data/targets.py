@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -52,8 +53,7 @@ def encode_target(
     bad = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))
     if bad.size:
         raise DataError(
-            f"target '{name}' is not a finite number at {where(int(bad[0]))}; "
-            "remove the row or fill in the value."
+            f"target '{name}' is not a finite number at {where(int(bad[0]))}; remove the row or fill in the value."
         )
     integral = bool(np.all(values == np.round(values)))
     if task == "regression" or (task == "auto" and (not integral or (values.ndim == 2 and values.shape[1] > 1))):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -19,12 +19,13 @@ class Dense(Layer):
 
     class Params(Params):
         units: int = Field(..., gt=0, description="Number of output units.")
-        activation: Optional[Literal[ACTIVATION_NAMES]] = Field(  # type: ignore[valid-type]
+        activation: Literal[ACTIVATION_NAMES] | None = Field(  # type: ignore[valid-type]
             None, description="Shorthand for an activation layer right after this one (null = none)."
         )
         use_bias: bool = Field(True, description="Add a learned bias.")
         init: Init = Field(
-            "glorot_uniform", description="Weight initialiser: glorot_* (tanh/sigmoid), he_* (ReLU), normal (std 0.05), zeros."
+            "glorot_uniform",
+            description="Weight initialiser: glorot_* (tanh/sigmoid), he_* (ReLU), normal (std 0.05), zeros.",
         )
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True, init: str = "glorot_uniform"):

@@ -63,7 +63,7 @@ def check_layer(layer: Layer, x: np.ndarray, rng: np.random.Generator, max_elems
 
 
 def _clear_caches(layer: Layer) -> None:
-    for _, child in getattr(layer, "children", lambda: [])():
+    for _, child in getattr(layer, "children", list)():
         child._cache = None
         _clear_caches(child)
     for attr in ("activation",):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -14,7 +14,7 @@ def _slots(layer: Layer, prefix: str) -> Iterator[tuple[str, Layer, str]]:
     """(dotted name, owning layer, key) for every parameter, containers included."""
     for key in layer.params:
         yield f"{prefix}{key}", layer, key
-    for child_name, child in getattr(layer, "children", lambda: [])():
+    for child_name, child in getattr(layer, "children", list)():
         yield from _slots(child, f"{prefix}{child_name}.")
 
 
@@ -31,7 +31,7 @@ class Network:
         self.flat_params = np.zeros(0)
         self.flat_grads = np.zeros(0)
 
-    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> "Network":
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> Network:
         self.input_shape = tuple(input_shape)
         shape = self.input_shape
         for i, layer in enumerate(self.layers):
@@ -46,7 +46,9 @@ class Network:
         return self
 
     def _flatten(self, dtype: np.dtype) -> None:
-        slots = [(name, owner, key) for i, layer in enumerate(self.layers) for name, owner, key in _slots(layer, f"{i}.")]
+        slots = [
+            (name, owner, key) for i, layer in enumerate(self.layers) for name, owner, key in _slots(layer, f"{i}.")
+        ]
         total = sum(owner.params[key].size for _, owner, key in slots)
         self.flat_params = np.zeros(total, dtype=dtype)
         self.flat_grads = np.zeros(total, dtype=dtype)
@@ -80,7 +82,9 @@ class Network:
     # --- named parameters (shared by optimizer state and checkpoints) ---
 
     def named_params(self) -> dict[str, np.ndarray]:
-        return {name: self.flat_params[o : o + int(np.prod(s))].reshape(s) for name, (o, s) in self.param_slices.items()}
+        return {
+            name: self.flat_params[o : o + int(np.prod(s))].reshape(s) for name, (o, s) in self.param_slices.items()
+        }
 
     def load_params(self, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
         missing = set(self.param_slices) - set(arrays)
@@ -109,7 +113,12 @@ class Network:
     def summary(self) -> str:
         rows = [("#", "layer", "output shape", "params")] + [(a, b, c, f"{d:,}") for a, b, c, d in self.summary_rows()]
         widths = [max(len(r[k]) for r in rows) for k in range(4)]
-        lines = ["  ".join(cell.ljust(w) if k < 3 else cell.rjust(w) for k, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if k < 3 else cell.rjust(w) for k, (cell, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in rows
+        ]
         lines.insert(1, "-" * len(lines[0]))
         lines.append("-" * len(lines[0]))
         lines.append(f"total parameters: {self.param_count:,}")

@@ -30,7 +30,7 @@ class Optimizer:
     def name(self) -> str:
         return getattr(self, "registered_name", type(self).__name__.lower())
 
-    def bind(self, params: np.ndarray, grads: np.ndarray) -> "Optimizer":
+    def bind(self, params: np.ndarray, grads: np.ndarray) -> Optimizer:
         """Attach to the flat buffers and allocate state and scratch of the same size and dtype."""
         self.params, self.grads = params, grads
         self.state = {key: np.zeros_like(params) for key in self.state_keys}

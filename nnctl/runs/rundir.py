@@ -64,7 +64,10 @@ class RunDir:
         atomic_write(self.path / name, text.encode("utf-8"))
 
     def write_config(self, config: dict) -> None:
-        self.write_text("config.yaml", "# resolved config: defaults filled in; `nnctl train` on it reproduces the run\n" + dump_yaml(config))
+        self.write_text(
+            "config.yaml",
+            "# resolved config: defaults filled in; `nnctl train` on it reproduces the run\n" + dump_yaml(config),
+        )
 
     def write_summary(self, summary: dict) -> None:
         self.write_text("summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")

@@ -20,7 +20,9 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool 
     if not ckpt_path.exists() and checkpoint == "best":
         ckpt_path = run_dir / "checkpoints" / "last.npz"  # a run without validation data has no best
     if not ckpt_path.exists():
-        raise NnctlError(f"{run_dir} has no checkpoint '{checkpoint}' (looked for {ckpt_path}); did the run finish an epoch?")
+        raise NnctlError(
+            f"{run_dir} has no checkpoint '{checkpoint}' (looked for {ckpt_path}); did the run finish an epoch?"
+        )
     arrays, meta = load_checkpoint(ckpt_path)
 
     raw, lines = read_yaml(run_dir / "config.yaml")
@@ -40,7 +42,9 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool 
     return experiment
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", allow_plugins: bool = False) -> dict:
+def evaluate_run(
+    run_dir: str | Path, split: str = "test", checkpoint: str = "best", allow_plugins: bool = False
+) -> dict:
     experiment = open_run(run_dir, checkpoint, allow_plugins)
     n = len(experiment.splits[split])
     if n == 0:

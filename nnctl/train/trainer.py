@@ -25,7 +25,7 @@ from nnctl.runs.rundir import RunDir
 class Reporter(Protocol):
     def on_start(self, experiment: Experiment, run_dir: Path | None) -> None: ...
     def on_epoch(self, row: dict[str, Any]) -> None: ...
-    def on_end(self, result: "TrainResult") -> None: ...
+    def on_end(self, result: TrainResult) -> None: ...
 
 
 class SilentReporter:
@@ -122,7 +122,9 @@ def checkpoint_meta(experiment: Experiment, epoch: int, step: int, extra: dict |
     }
 
 
-def train(experiment: Experiment, run: RunDir | None = None, reporter: Reporter | None = None, stop: StopFlag | None = None) -> TrainResult:
+def train(
+    experiment: Experiment, run: RunDir | None = None, reporter: Reporter | None = None, stop: StopFlag | None = None
+) -> TrainResult:
     reporter = reporter or SilentReporter()
     stop = stop or StopFlag()
     cfg = experiment.config
@@ -162,8 +164,12 @@ def train(experiment: Experiment, run: RunDir | None = None, reporter: Reporter 
         meta = checkpoint_meta(experiment, epoch_done, step)
         save_checkpoint(run.path / "checkpoints" / "last.npz", checkpoint_arrays(experiment), meta)
         if best:
-            best_meta = checkpoint_meta(experiment, best["epoch"], best["step"], {"monitor": monitor, "value": best_value})
-            save_checkpoint(run.path / "checkpoints" / "best.npz", checkpoint_arrays(experiment, best_params, False), best_meta)
+            best_meta = checkpoint_meta(
+                experiment, best["epoch"], best["step"], {"monitor": monitor, "value": best_value}
+            )
+            save_checkpoint(
+                run.path / "checkpoints" / "best.npz", checkpoint_arrays(experiment, best_params, False), best_meta
+            )
 
     save(0)  # the initial weights: a run that diverges in its first epoch still has a good checkpoint
     # Overflow on the way to a NaN loss is expected when training diverges; the loss check reports it.
@@ -197,7 +203,11 @@ def train(experiment: Experiment, run: RunDir | None = None, reporter: Reporter 
             value = row[monitor]
             if value > best_value if higher_better else value < best_value:
                 best_value = value
-                best = {"epoch": epoch, "step": step, **{k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")}}
+                best = {
+                    "epoch": epoch,
+                    "step": step,
+                    **{k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")},
+                }
                 np.copyto(best_params, net.flat_params)
             if run is not None:
                 run.append_metrics(row)
@@ -213,7 +223,9 @@ def train(experiment: Experiment, run: RunDir | None = None, reporter: Reporter 
 
     seconds = time.time() - started
     final = {k: v for k, v in (history[-1] if history else {}).items() if k not in ("epoch", "step", "seconds", "lr")}
-    result = TrainResult(status, run.path if run else None, len(history), step, seconds, final, best, history, stop.signum)
+    result = TrainResult(
+        status, run.path if run else None, len(history), step, seconds, final, best, history, stop.signum
+    )
     if run is not None:
         summary.update(
             status=status,

@@ -30,8 +30,13 @@ def test_plain_classification_flattens_x(tmp_path):
 
 
 def test_class_names_and_feature_names(tmp_path):
-    path = save(tmp_path, x=np.zeros((3, 2)), y=np.array([2, 0, 1]), class_names=np.array(["a", "b", "c"]),
-                feature_names=np.array(["u", "v"]))
+    path = save(
+        tmp_path,
+        x=np.zeros((3, 2)),
+        y=np.array([2, 0, 1]),
+        class_names=np.array(["a", "b", "c"]),
+        feature_names=np.array(["u", "v"]),
+    )
     data = load(path)
     assert data.class_names == ["a", "b", "c"] and data.y.tolist() == [2, 0, 1]
     assert data.feature_names == ["u", "v"]
@@ -45,8 +50,13 @@ def test_regression_targets(tmp_path):
 
 
 def test_predefined_split_arrays_are_concatenated(tmp_path):
-    path = save(tmp_path, x_train=np.ones((4, 2)), y_train=np.array([0, 1, 0, 1]),
-                x_test=np.zeros((2, 2)), y_test=np.array([1, 0]))
+    path = save(
+        tmp_path,
+        x_train=np.ones((4, 2)),
+        y_train=np.array([0, 1, 0, 1]),
+        x_test=np.zeros((2, 2)),
+        y_test=np.array([1, 0]),
+    )
     data = load(path)
     assert data.x.shape == (6, 2) and data.y.tolist() == [0, 1, 0, 1, 1, 0]
     parts = split_indices(data, {"train": 0.5, "val": 0.5}, np.random.default_rng(0))
@@ -55,8 +65,9 @@ def test_predefined_split_arrays_are_concatenated(tmp_path):
 
 
 def test_predefined_index_arrays(tmp_path):
-    path = save(tmp_path, x=np.zeros((5, 1)), y=np.arange(5.0) / 2, train_idx=np.array([0, 2, 4]),
-                val_idx=np.array([1]))
+    path = save(
+        tmp_path, x=np.zeros((5, 1)), y=np.arange(5.0) / 2, train_idx=np.array([0, 2, 4]), val_idx=np.array([1])
+    )
     data = load(path)
     assert data.task == "regression"
     assert data.splits["train"].tolist() == [0, 2, 4] and data.splits["val"].tolist() == [1]

@@ -18,8 +18,16 @@ PLAYGROUND = {
     "plane": sources.Plane,
     "multi_gauss": sources.MultiGauss,
 }
-ALL = {**PLAYGROUND, "csv": sources.Csv, "npz": sources.Npz, "iris": sources.Iris, "wine": sources.Wine,
-       "breast_cancer": sources.BreastCancer, "digits": sources.Digits, "diabetes": sources.Diabetes}
+ALL = {
+    **PLAYGROUND,
+    "csv": sources.Csv,
+    "npz": sources.Npz,
+    "iris": sources.Iris,
+    "wine": sources.Wine,
+    "breast_cancer": sources.BreastCancer,
+    "digits": sources.Digits,
+    "diabetes": sources.Diabetes,
+}
 
 
 @pytest.fixture
@@ -59,8 +67,15 @@ def test_playground_defaults():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"features": ["x1", "x1"]}, {"features": []}, {"features": ["x3"]}, {"noise": 51}, {"noise": -1},
-     {"samples": 1}, {"sample": 10}],
+    [
+        {"features": ["x1", "x1"]},
+        {"features": []},
+        {"features": ["x3"]},
+        {"noise": 51},
+        {"noise": -1},
+        {"samples": 1},
+        {"sample": 10},
+    ],
     ids=["duplicate", "empty", "unknown-feature", "noise-high", "noise-low", "samples", "typo"],
 )
 def test_playground_params_are_validated(bad):

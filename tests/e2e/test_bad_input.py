@@ -31,7 +31,9 @@ def assert_no_run(runs_dir: Path):
 def csv_config(tmp_path, csv_text, target="label", extra=""):
     data = tmp_path / "data.csv"
     data.write_text(csv_text)
-    text = MINIMAL.replace("source: {type: xor, samples: 100}", f"source: {{type: csv, path: '{data}', target: {target}}}{extra}")
+    text = MINIMAL.replace(
+        "source: {type: xor, samples: 100}", f"source: {{type: csv, path: '{data}', target: {target}}}{extra}"
+    )
     path = tmp_path / "exp.yaml"
     path.write_text(text)
     return path
@@ -50,7 +52,9 @@ def test_missing_data_file(tmp_path, write_yaml):
 
 def test_unknown_type_with_suggestion(tmp_path, write_yaml):
     path = write_yaml(MINIMAL.replace("loss: cross_entropy", "loss: cross_entropyy"))
-    assert_user_error(train(path, tmp_path / "runs"), "unknown loss 'cross_entropyy'", "Did you mean 'cross_entropy'?", "line 9")
+    assert_user_error(
+        train(path, tmp_path / "runs"), "unknown loss 'cross_entropyy'", "Did you mean 'cross_entropy'?", "line 9"
+    )
     assert_no_run(tmp_path / "runs")
 
 
@@ -61,7 +65,11 @@ def test_misspelt_key(tmp_path, write_yaml):
 
 @pytest.mark.parametrize(
     "override, fragment",
-    [("model.layers[0].units=0", "greater than 0"), ("optimizer.lr=0", "greater than 0"), ("data.split.train=0.9", "must sum to 1")],
+    [
+        ("model.layers[0].units=0", "greater than 0"),
+        ("optimizer.lr=0", "greater than 0"),
+        ("data.split.train=0.9", "must sum to 1"),
+    ],
 )
 def test_out_of_range(tmp_path, write_yaml, override, fragment):
     assert_user_error(train(write_yaml(MINIMAL), tmp_path / "runs", "--set", override), fragment)
@@ -137,9 +145,13 @@ def test_debug_shows_traceback(tmp_path, write_yaml):
 
 
 def test_diverging_training_exits_3_and_keeps_last_good_checkpoint(tmp_path):
-    text = MINIMAL.replace("{type: xor, samples: 100}", "{type: plane, samples: 100}").replace(
-        "- {type: dense, units: 2}", "- {type: dense, units: 1}").replace("loss: cross_entropy", "loss: mse").replace(
-        "optimizer: {type: adam, lr: 0.01}", "optimizer: {type: sgd, lr: 1.0e+6}").replace("epochs: 2", "epochs: 30")
+    text = (
+        MINIMAL.replace("{type: xor, samples: 100}", "{type: plane, samples: 100}")
+        .replace("- {type: dense, units: 2}", "- {type: dense, units: 1}")
+        .replace("loss: cross_entropy", "loss: mse")
+        .replace("optimizer: {type: adam, lr: 0.01}", "optimizer: {type: sgd, lr: 1.0e+6}")
+        .replace("epochs: 2", "epochs: 30")
+    )
     path = tmp_path / "diverge.yaml"
     path.write_text(text)
     result = runner.invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), "--quiet", "--json"])

@@ -29,7 +29,14 @@ def test_train_then_eval(tmp_path):
     out = train_json(CONFIGS / "xor.yaml", tmp_path, "--set", "train.epochs=5")
     run = Path(out["run_dir"])
     assert out["status"] == "completed" and out["epochs"] == 5
-    for name in ("config.yaml", "model.txt", "metrics.csv", "summary.json", "checkpoints/last.npz", "checkpoints/best.npz"):
+    for name in (
+        "config.yaml",
+        "model.txt",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/last.npz",
+        "checkpoints/best.npz",
+    ):
         assert (run / name).is_file(), name
     assert run.parent == tmp_path / "xor"
     summary = json.loads((run / "summary.json").read_text())
@@ -88,7 +95,16 @@ def test_validate_explain():
     assert lines["data.source.samples"].endswith("# file")
 
 
-@pytest.mark.parametrize("kind, name", [("layers", "dense"), ("losses", "cross_entropy"), ("optimizers", "adam"), ("datasets", "spiral"), ("metrics", "r2")])
+@pytest.mark.parametrize(
+    "kind, name",
+    [
+        ("layers", "dense"),
+        ("losses", "cross_entropy"),
+        ("optimizers", "adam"),
+        ("datasets", "spiral"),
+        ("metrics", "r2"),
+    ],
+)
 def test_list_reads_the_registry(kind, name):
     result = invoke("list", kind)
     assert result.exit_code == 0, result.output
@@ -133,8 +149,21 @@ def test_version():
 
 def test_real_process_json_has_one_document_on_stdout(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "nnctl.cli", "train", str(CONFIGS / "plane.yaml"), "--runs-dir", str(tmp_path), "--json", "--set", "train.epochs=3"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nnctl.cli",
+            "train",
+            str(CONFIGS / "plane.yaml"),
+            "--runs-dir",
+            str(tmp_path),
+            "--json",
+            "--set",
+            "train.epochs=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # exactly one JSON document; progress went to stderr

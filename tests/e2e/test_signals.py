@@ -16,9 +16,21 @@ from tests.conftest import CONFIGS
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_exits(tmp_path, signum, code):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nnctl.cli", "train", str(CONFIGS / "spiral.yaml"), "--runs-dir", str(tmp_path),
-         "--set", "train.epochs=100000", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "nnctl.cli",
+            "train",
+            str(CONFIGS / "spiral.yaml"),
+            "--runs-dir",
+            str(tmp_path),
+            "--set",
+            "train.epochs=100000",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not list(tmp_path.rglob("metrics.csv")) and time.monotonic() < deadline:

@@ -12,12 +12,16 @@ from nnctl.registry import LAYERS, LOSSES
 # The test plugin's layer is registered here under the same module name a config's `plugins:` uses,
 # so the harness covers it whatever order the tests run in.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-import nnctl_test_plugin  # noqa: E402,F401
+import nnctl_test_plugin  # noqa: F401
 
 # name -> list of (constructor params, input shape without batch axis). A new layer cannot ship
 # without a case here: test_every_layer_has_a_case fails.
 LAYER_CASES = {
-    "dense": [({"units": 3}, (5,)), ({"units": 4, "activation": "tanh"}, (3,)), ({"units": 2, "use_bias": False, "activation": "softmax"}, (4,))],
+    "dense": [
+        ({"units": 3}, (5,)),
+        ({"units": 4, "activation": "tanh"}, (3,)),
+        ({"units": 2, "use_bias": False, "activation": "softmax"}, (4,)),
+    ],
     "linear": [({}, (5,))],
     "sigmoid": [({}, (5,))],
     "tanh": [({}, (5,))],
