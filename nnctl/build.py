@@ -129,7 +129,7 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
         )
         splits[name] = Split(x, y, y_true)
 
-    network = build_network(config, (dataset.num_features,), dtype)
+    network = build_network(config, dataset.sample_shape, dtype)
     loss = registry.LOSSES.create(config.loss)
     targets = dataset.y.shape[1] if dataset.task == "regression" else 1
     loss.check(network.output_shape, dataset.task, dataset.num_classes, targets)

@@ -50,7 +50,7 @@ def describe_config(config_path: str | Path, overrides: list[str], explain: bool
     loaded = load_config_detailed(config_path, overrides)
     config = loaded.config
     dataset = load_dataset(config)
-    network = build_network(config, (dataset.num_features,), np.dtype(config.dtype))
+    network = build_network(config, dataset.sample_shape, np.dtype(config.dtype))
     if explain:
         sources = value_sources(loaded)
         width = max(len(k) for k in sources)
@@ -58,7 +58,7 @@ def describe_config(config_path: str | Path, overrides: list[str], explain: bool
         body = "\n".join(f"{key.ljust(width)}  {resolved[key]!s:<24} # {origin}" for key, origin in sources.items())
     else:
         body = dump_yaml(dump_config(config)).rstrip()
-    task = f"{dataset.task}, {len(dataset)} samples, {dataset.num_features} features"
+    task = f"{dataset.task}, {len(dataset)} samples of shape {dataset.sample_shape}"
     if dataset.num_classes:
         task += f", {dataset.num_classes} classes"
     return f"{body}\n\ndata: {task}\n\n{network.summary()}\nconfig OK: {config_path}"
@@ -105,7 +105,7 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
 
     config = load_config(config_path, list(overrides) + ["dtype=float64"])
     dataset = load_dataset(config)
-    network = build_network(config, (dataset.num_features,), np.float64)
+    network = build_network(config, dataset.sample_shape, np.float64)
     loss = registry.LOSSES.create(config.loss)
     rng = np.random.default_rng(config.seed)
 

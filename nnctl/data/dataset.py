@@ -14,7 +14,10 @@ Task = Literal["classification", "regression"]
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare by identity
 class Dataset:
-    """Raw features x (N, F) float64 and targets y: (N,) int64 class indices or (N, T) float64."""
+    """Raw features x (N, ...) float64 and targets y: (N,) int64 class indices or (N, T) float64.
+
+    x is (N, F) for tabular data; sources of images or sequences give (N, C, H, W), (N, T, F) ...;
+    feature_names then name the values of one sample only where that is meaningful (may be empty)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -28,11 +31,11 @@ class Dataset:
         # Sources written as plugins construct this too, so say precisely what does not fit.
         if self.task not in ("classification", "regression"):
             raise DataError(f"dataset task must be 'classification' or 'regression', got {self.task!r}.")
-        if self.x.ndim != 2:
-            raise DataError(f"dataset features must be a 2-D array (N, F), got shape {self.x.shape}.")
+        if self.x.ndim < 2:
+            raise DataError(f"dataset features must be an array (N, ...) of samples, got shape {self.x.shape}.")
         if len(self.y) != len(self.x):
             raise DataError(f"dataset has {len(self.x)} feature rows but {len(self.y)} targets; they must match.")
-        if len(self.feature_names) != self.x.shape[1]:
+        if self.x.ndim == 2 and len(self.feature_names) != self.x.shape[1]:
             raise DataError(
                 f"dataset has {self.x.shape[1]} feature columns but {len(self.feature_names)} feature names."
             )
@@ -52,7 +55,13 @@ class Dataset:
 
     @property
     def num_features(self) -> int:
-        return int(self.x.shape[1])
+        """Values per sample (F for flat features, C*H*W for images)."""
+        return int(np.prod(self.x.shape[1:]))
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample without the batch axis: (F,), (C, L), (C, H, W), (T, F) ..."""
+        return tuple(int(d) for d in self.x.shape[1:])
 
     def __len__(self) -> int:
         return len(self.x)

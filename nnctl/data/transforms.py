@@ -19,13 +19,13 @@ class Normalizer:
         if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(METHODS)}")
         self.method = method
-        self.shift: np.ndarray | None = None  # (F,) float64, set by fit or from_state
+        self.shift: np.ndarray | None = None  # float64, shape of one sample; set by fit or from_state
         self.scale: np.ndarray | None = None
 
     def fit(self, x_train: np.ndarray) -> Normalizer:
-        """Learn shift and scale from the training rows (N, F); a constant column gets scale 1."""
+        """Learn shift and scale per value of a sample from the training rows (N, ...); a constant one gets scale 1."""
         x = np.asarray(x_train, dtype=np.float64)
-        if x.ndim != 2 or len(x) == 0:
+        if x.ndim < 2 or len(x) == 0:
             raise DataError(
                 f"cannot fit '{self.method}' normalization on a training split of shape {x.shape}; "
                 "it needs at least one row of features. Give the train split a larger ratio."
@@ -35,7 +35,7 @@ class Normalizer:
         elif self.method == "standard":
             shift, scale = x.mean(axis=0), x.std(axis=0)
         else:
-            shift, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+            shift, scale = np.zeros(x.shape[1:]), np.ones(x.shape[1:])
         # Test "constant" with max == min, not std == 0: the std of a constant column can come out
         # as 1e-17 from rounding in the mean, and dividing by it would blow the column up.
         constant = x.max(axis=0) == x.min(axis=0)
@@ -48,9 +48,9 @@ class Normalizer:
             raise RuntimeError("Normalizer.transform called before fit() or from_state()")
         if self.method == "none":
             return x
-        if x.shape[-1] != len(self.shift):
+        if self.shift.ndim and x.shape[1:] != self.shift.shape:
             raise DataError(
-                f"normalization was fitted on {len(self.shift)} features but got data with {x.shape[-1]}; "
+                f"normalization was fitted on samples of shape {self.shift.shape} but got data of shape {x.shape[1:]}; "
                 "the data must have the same columns as the training data."
             )
         dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
@@ -74,8 +74,8 @@ class Normalizer:
         missing = {"shift", "scale"} - set(state)
         if missing:
             raise DataError(f"normalization state is missing {sorted(missing)}; the checkpoint is incomplete.")
-        shift = np.asarray(state["shift"], dtype=np.float64).ravel()
-        scale = np.asarray(state["scale"], dtype=np.float64).ravel()
+        shift = np.asarray(state["shift"], dtype=np.float64)  # shape of one sample (or 0-d)
+        scale = np.asarray(state["scale"], dtype=np.float64)
         if shift.shape != scale.shape:
             raise DataError(f"normalization state has shift {shift.shape} but scale {scale.shape}; they must match.")
         norm.shift, norm.scale = shift, scale

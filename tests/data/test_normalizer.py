@@ -67,7 +67,7 @@ def test_errors():
         Normalizer("zscore")
     with pytest.raises(DataError, match="at least one row"):
         Normalizer("minmax").fit(np.zeros((0, 3)))
-    with pytest.raises(DataError, match="3 features but got data with 2"):
+    with pytest.raises(DataError, match=r"samples of shape \(3,\) but got data of shape \(2,\)"):
         Normalizer("minmax").fit(TRAIN).transform(np.zeros((1, 2)))
     with pytest.raises(DataError, match="missing"):
         Normalizer.from_state("standard", {"shift": np.zeros(3)})
