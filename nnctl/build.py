@@ -21,7 +21,7 @@ from nnctl.nn.network import Network
 from nnctl.train.metrics import DEFAULT_METRICS, Metric
 
 # Independent random streams, each a pure function of the seed (and epoch/step where it applies).
-STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_SHUFFLE = 0, 1, 2, 3
+STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_LAYERS = 0, 1, 2, 3, 4, 5
 SPLITS = ("train", "val", "test")
 
 
@@ -54,6 +54,8 @@ class Experiment:
     loss: object
     optimizer: object
     metrics: dict[str, Metric] = field(default_factory=dict)
+    # Training-batch transforms (data.augment), each `(x, rng) -> x`; applied in order, training only.
+    augmentations: list = field(default_factory=list)
 
     def predictions(self, out: np.ndarray) -> np.ndarray:
         """Class indices, or regression values in the data's original units."""
@@ -152,7 +154,10 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
             raise ConfigError(f"metrics: '{name}' is a {metric.task} metric, but the data are a {dataset.task} task.")
         metrics[name] = metric
 
+    augmentations = [registry.AUGMENTATIONS.create(spec) for spec in config.data.augment]
+
     return Experiment(
+        augmentations=augmentations,
         config=config,
         task=dataset.task,
         feature_names=list(dataset.feature_names),

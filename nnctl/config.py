@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     Discriminator,
@@ -43,8 +44,17 @@ def _shorthand(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
+def _none_registered(kind: str):
+    def reject(value: Any) -> Any:
+        raise ValueError(f"no {kind} components are available yet")
+
+    return reject
+
+
 def component_union(reg: registry.Registry) -> Any:
     specs = tuple(entry.spec for entry in reg.entries())
+    if not specs:  # a kind whose components have not been written yet (or are all plugins)
+        return Annotated[dict, AfterValidator(_none_registered(reg.kind))]
     if len(specs) == 1:
         return Annotated[specs[0], BeforeValidator(_shorthand)]
     return Annotated[Union[specs], Discriminator("type"), BeforeValidator(_shorthand)]  # noqa: UP007 (a runtime tuple)
@@ -122,6 +132,10 @@ def experiment_model() -> type[BaseModel]:
             Literal["none", "standard"],
             Field("none", description="Standardize regression targets for training; metrics stay in original units."),
         ),
+        augment=(
+            list[component_union(registry.AUGMENTATIONS)],
+            Field(default_factory=list, description="Random transforms of training batches, applied in order."),
+        ),
     )
     model_config = create_model(
         "ModelConfig",
@@ -149,8 +163,8 @@ def experiment_model() -> type[BaseModel]:
             Field(default_factory=lambda: {"type": "adam"}, validate_default=True, description="Optimizer."),
         ),
         regularizers=(
-            list[Any],
-            Field(default_factory=list, max_length=0, description="Weight penalties (none are available yet)."),
+            list[component_union(registry.REGULARIZERS)],
+            Field(default_factory=list, description="Weight penalties added to the loss, for every layer they apply to."),
         ),
         train=(TrainConfig, Field(default_factory=TrainConfig, description="Training loop settings.")),
         metrics=(

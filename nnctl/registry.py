@@ -128,8 +128,11 @@ LOSSES = Registry("loss", "losses")
 OPTIMIZERS = Registry("optimizer", "optimizers")
 DATA_SOURCES = Registry("data source", "datasets")
 METRICS = Registry("metric", "metrics")
+REGULARIZERS = Registry("regularizer", "regularizers")
+AUGMENTATIONS = Registry("augmentation", "augmentations")
+SCHEDULES = Registry("schedule", "schedules")
 
-ALL = {r.plural: r for r in (LAYERS, LOSSES, OPTIMIZERS, DATA_SOURCES, METRICS)}
+ALL = {r.plural: r for r in (LAYERS, LOSSES, OPTIMIZERS, REGULARIZERS, DATA_SOURCES, AUGMENTATIONS, SCHEDULES, METRICS)}
 
 
 def import_plugins(modules: list[str]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nnctl import __version__
-from nnctl.build import STREAM_SHUFFLE, Experiment, rng_for
+from nnctl.build import STREAM_AUGMENT, STREAM_SHUFFLE, Experiment, rng_for
 from nnctl.config import dump_config
 from nnctl.runs.checkpoint import save_checkpoint
 from nnctl.runs.rundir import RunDir
@@ -134,6 +134,7 @@ def train(
     n, batch_size = len(train_split), cfg.train.batch_size
     monitor, higher_better = monitor_of(experiment)
     every = cfg.output.checkpoint_every
+    augmentations = experiment.augmentations
 
     started = time.time()
     summary: dict[str, Any] = {
@@ -177,11 +178,14 @@ def train(
         for epoch in range(1, cfg.train.epochs + 1):
             t0 = time.perf_counter()
             order = epoch_order(cfg.seed, epoch, n, cfg.train.shuffle)
+            augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch)  # draws depend on seed, epoch and step only
             total = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 xb = x_all.take(idx, axis=0)
                 yb = y_all.take(idx, axis=0)
+                for augmentation in augmentations:
+                    xb = augmentation(xb, augment_rng)
                 out = net.forward(xb, training=True)
                 total += loss_fn.forward(out, yb) * len(idx)
                 net.backward(loss_fn.backward())
