@@ -92,6 +92,21 @@ def load_dataset(config: BaseModel) -> Dataset:
     return dataset
 
 
+def _subsample(dataset: Dataset, train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A stratified, seed-fixed subset of the training indices (at least one sample per class present)."""
+    from nnctl.data.split import split_counts
+
+    rng = rng_for(seed, STREAM_SPLIT, 1)
+    if dataset.task != "classification":
+        return np.sort(rng.permutation(train)[: max(1, round(fraction * len(train)))])
+    keep = []
+    for label in np.unique(dataset.y[train]):
+        members = rng.permutation(train[dataset.y[train] == label])
+        count = max(1, int(split_counts(len(members), np.array([fraction, 1 - fraction]))[0]))
+        keep.append(members[:count])
+    return np.sort(np.concatenate(keep))
+
+
 def _normalizer(method: str, train_values: np.ndarray, state: dict | None) -> Normalizer:
     return Normalizer.from_state(method, state) if state else Normalizer(method).fit(train_values)
 
@@ -108,6 +123,8 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
     dataset = load_dataset(config)
     ratios = {"train": config.data.split.train, "val": config.data.split.val, "test": config.data.split.test}
     indices = split_indices(dataset, ratios, rng_for(config.seed, STREAM_SPLIT))
+    if config.data.train_fraction < 1:
+        indices["train"] = _subsample(dataset, indices["train"], config.data.train_fraction, config.seed)
     if len(indices["train"]) == 0:
         raise DataError(f"the training split is empty ({len(dataset)} samples, train ratio {ratios['train']}).")
 

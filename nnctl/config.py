@@ -132,6 +132,16 @@ def experiment_model() -> type[BaseModel]:
             Literal["none", "standard"],
             Field("none", description="Standardize regression targets for training; metrics stay in original units."),
         ),
+        train_fraction=(
+            float,
+            Field(
+                1.0,
+                gt=0,
+                le=1,
+                description="Train on only this fraction of the training split (stratified, fixed by the seed); "
+                "val and test stay whole. For learning curves and small-data experiments.",
+            ),
+        ),
         augment=(
             list[component_union(registry.AUGMENTATIONS)],
             Field(default_factory=list, description="Random transforms of training batches, applied in order."),
