@@ -4,6 +4,7 @@ Import this module FIRST in a benchmark script (before numpy, nnctl or torch): i
 OpenMP thread-count environment variables, which the libraries read only when they load.
 """
 
+# ruff: noqa: E402  (the thread variables must be set before numpy is imported)
 from __future__ import annotations
 
 import os
@@ -12,11 +13,20 @@ import sys
 # --- threads: must happen before numpy (OpenBLAS) or torch (MKL/OpenMP) is imported ----------------
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_THREAD_VARS = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 if "numpy" in sys.modules or "torch" in sys.modules:  # too late to take effect: say so loudly
-    print("benchmarks/_common.py: numpy/torch was imported before the thread settings; BLAS may not use "
-          f"{THREADS} threads.", file=sys.stderr)
+    print(
+        "benchmarks/_common.py: numpy/torch was imported before the thread settings; BLAS may not use "
+        f"{THREADS} threads.",
+        file=sys.stderr,
+    )
 for _var in _THREAD_VARS:
     os.environ[_var] = str(THREADS)
 
@@ -25,18 +35,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import gc  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import cProfile
+import gc
+import io
+import json
+import platform
+import pstats
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def import_torch():
@@ -55,8 +66,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object with all figures on stdout")
     p.add_argument("--quick", action="store_true", help="a much smaller workload: a smoke test, not a measurement")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison even if torch is installed")
-    p.add_argument("--profile", action="store_true",
-                   help="after the timings, profile nnctl's side with cProfile and print the top functions (stderr)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timings, profile nnctl's side with cProfile and print the top functions (stderr)",
+    )
     return p
 
 
@@ -72,8 +86,36 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def ratio(torch_s: float | None, nnctl_s: float) -> float | None:
-    return None if torch_s is None else torch_s / nnctl_s
+def summarize(times: list[float], warmup: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Timings of one side: every timed run, their median and minimum."""
+    out: dict[str, Any] = {"times_s": times, "median_s": median(times), "min_s": min(times)}
+    if warmup is not None:
+        out["warmup_s"] = warmup
+    out.update(extra)
+    return out
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(steal, total) CPU time from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return fields[7], sum(fields)
+
+
+class StealMeter:
+    """Share of CPU time the hypervisor gave to other guests ("steal") since creation: a noise gauge."""
+
+    def __init__(self) -> None:
+        self.start = _cpu_jiffies()
+
+    def fraction(self) -> float | None:
+        end = _cpu_jiffies()
+        if self.start is None or end is None or end[1] == self.start[1]:
+            return None
+        return round((end[0] - self.start[0]) / (end[1] - self.start[1]), 3)
 
 
 def cpu_model() -> str:

@@ -14,8 +14,9 @@ Ratio = torch seconds / nnctl seconds: above 1 means nnctl is faster.
 
 from __future__ import annotations
 
-import _common  # noqa: F401  (first: sets BLAS thread counts before numpy loads)
-from _common import emit, fmt_ratio, machine_info, median, parser, profile_top, ratio, timed
+# isort: off
+import _common  # first: sets the BLAS/OpenMP thread counts before numpy (or torch) is loaded
+from _common import emit, fmt_ratio, machine_info, parser, profile_top, summarize, timed
 
 import os
 import sys
@@ -27,6 +28,7 @@ import numpy as np
 from nnctl.build import build_experiment
 from nnctl.config import config_from_dict
 from nnctl.train.trainer import train
+# isort: on
 
 SEED = 0
 FEATURES, HIDDEN, CLASSES = 784, (256, 128), 10
@@ -69,32 +71,30 @@ def mlp_config(path: str) -> dict:
 
 def initial_weights(experiment) -> list[tuple[np.ndarray, np.ndarray]]:
     """(weight (fan_in, fan_out), bias) of each dense layer, copied before any training."""
-    return [(layer.params["weight"].copy(), layer.params["bias"].copy())
-            for layer in experiment.network.layers if "weight" in layer.params]
+    return [
+        (layer.params["weight"].copy(), layer.params["bias"].copy())
+        for layer in experiment.network.layers
+        if "weight" in layer.params
+    ]
 
 
-# --- nnctl ----------------------------------------------------------------------------------------
+# --- the two sides, each as "run one epoch" -------------------------------------------------------
 
 
-def run_nnctl(experiment, epochs: int) -> dict:
-    losses = []
+def nnctl_epoch(experiment, losses: list[float]):
+    """One epoch through nnctl's trainer on a continued experiment (train.epochs is 1)."""
 
     def one_epoch():
         result = train(experiment)
         assert result.status == "completed", result.status
         losses.append(result.final["train_loss"])
 
-    warmup = timed(one_epoch)
-    times = [timed(one_epoch) for _ in range(epochs)]
-    return {"warmup_s": warmup, "epoch_s": times, "median_s": median(times), "train_loss": losses}
+    return one_epoch
 
 
-# --- PyTorch ----------------------------------------------------------------------------------------
-
-
-def run_torch(torch, x: np.ndarray, y: np.ndarray, init, epochs: int, flush_denormal: bool) -> dict:
+def torch_epoch(torch, x: np.ndarray, y: np.ndarray, init, losses: list[float], flush_denormal: bool):
+    """One epoch of the same network in PyTorch: randperm per epoch, index_select batches, Adam."""
     nn = torch.nn
-    torch.manual_seed(SEED)
     layers: list = []
     for i, (w, b) in enumerate(init):
         linear = nn.Linear(w.shape[0], w.shape[1])
@@ -110,10 +110,10 @@ def run_torch(torch, x: np.ndarray, y: np.ndarray, init, epochs: int, flush_deno
     X = torch.from_numpy(x)
     Y = torch.from_numpy(y.astype(np.int64))
     n = len(X)
-    losses = []
+    gen = torch.Generator().manual_seed(SEED)
 
     def one_epoch():
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, generator=gen)
         total = 0.0
         for start in range(0, n, BATCH):
             idx = perm[start : start + BATCH]
@@ -126,22 +126,27 @@ def run_torch(torch, x: np.ndarray, y: np.ndarray, init, epochs: int, flush_deno
             total += loss.item() * len(idx)
         losses.append(total / n)
 
-    supported = torch.set_flush_denormal(flush_denormal)
-    try:
-        warmup = timed(one_epoch)
-        times = [timed(one_epoch) for _ in range(epochs)]
-    finally:
-        torch.set_flush_denormal(False)  # it also changes the FPU mode numpy runs under
-    return {"warmup_s": warmup, "epoch_s": times, "median_s": median(times), "train_loss": losses,
-            "flush_denormal_supported": bool(supported) if flush_denormal else None}
+    if not flush_denormal:
+        return one_epoch
+
+    def one_epoch_flushed():
+        torch.set_flush_denormal(True)
+        try:
+            one_epoch()
+        finally:
+            torch.set_flush_denormal(False)  # it sets the FPU mode of this thread, which numpy uses too
+
+    return one_epoch_flushed
 
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch (median reported)")
-    p.add_argument("--samples", type=int, default=None, help="number of samples (default 60000; 4096 with --quick)")
+    p.add_argument(
+        "--epochs", type=int, default=3, help="timed epochs per side after one warm-up epoch (median reported)"
+    )
+    p.add_argument("--samples", type=int, default=None, help="number of samples (default 60000; 2048 with --quick)")
     args = p.parse_args()
-    samples = args.samples or (4096 if args.quick else 60_000)
+    samples = args.samples or (2048 if args.quick else 60_000)
     epochs = 1 if args.quick else max(1, args.epochs)
     torch = None if args.no_torch else _common.import_torch()
 
@@ -158,52 +163,79 @@ def main() -> None:
     data_s = time.perf_counter() - t0 - build_s
     init = initial_weights(experiment)
     split = experiment.splits["train"]
-    x_train, y_train = split.x, split.y
 
-    nnctl_res = run_nnctl(experiment, epochs)
+    # Sides run interleaved (one epoch each per round) so that drift in the machine's speed hits all alike.
+    sides: dict[str, tuple] = {}
+    losses: dict[str, list[float]] = {"nnctl": [], "torch": [], "torch_flush_denormal": []}
+    sides["nnctl"] = nnctl_epoch(experiment, losses["nnctl"])
+    if torch is not None:
+        sides["torch"] = torch_epoch(torch, split.x, split.y, init, losses["torch"], flush_denormal=False)
+        sides["torch_flush_denormal"] = torch_epoch(
+            torch, split.x, split.y, init, losses["torch_flush_denormal"], flush_denormal=True
+        )
+    steal = _common.StealMeter()
+    warmup = {name: timed(fn) for name, fn in sides.items()}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(epochs):
+        for name, fn in sides.items():
+            times[name].append(timed(fn))
+
     result = {
         "benchmark": "mlp",
-        "workload": {"layers": [FEATURES, *HIDDEN, CLASSES], "activation": "relu", "optimizer": f"adam lr={LR}",
-                     "batch_size": BATCH, "samples": samples, "timed_epochs": epochs, "dtype": "float32",
-                     "nnctl_mode": "continued experiment, train.epochs=1 per call, after 1 warm-up epoch"},
+        "workload": {
+            "layers": [FEATURES, *HIDDEN, CLASSES],
+            "activation": "relu",
+            "optimizer": f"adam lr={LR}",
+            "loss": "cross_entropy",
+            "batch_size": BATCH,
+            "samples": samples,
+            "timed_epochs": epochs,
+            "dtype": "float32",
+            "method": "one warm-up epoch per side, then timed epochs interleaved round-robin; nnctl on a "
+            "continued experiment with train.epochs=1 per train() call",
+        },
         "machine": machine_info(torch),
+        "steal_fraction": steal.fraction(),
         "data_s": data_s,
         "build_s": build_s,
-        "nnctl": nnctl_res,
-        "torch": None,
-        "torch_flush_denormal": None,
-        "ratio_torch_over_nnctl": None,
-        "ratio_torch_flush_over_nnctl": None,
     }
-    if torch is not None:
-        result["torch"] = run_torch(torch, x_train, y_train, init, epochs, flush_denormal=False)
-        result["torch_flush_denormal"] = run_torch(torch, x_train, y_train, init, epochs, flush_denormal=True)
-        result["ratio_torch_over_nnctl"] = ratio(result["torch"]["median_s"], nnctl_res["median_s"])
-        result["ratio_torch_flush_over_nnctl"] = ratio(result["torch_flush_denormal"]["median_s"], nnctl_res["median_s"])
+    for name in ("nnctl", "torch", "torch_flush_denormal"):
+        result[name] = summarize(times[name], warmup[name], train_loss=losses[name]) if name in sides else None
+    nn_med = result["nnctl"]["median_s"]
+    for name in ("torch", "torch_flush_denormal"):
+        res = result[name]
+        result[f"ratio_{name}_over_nnctl"] = None if res is None else res["median_s"] / nn_med
+        if res is not None:  # the same ratio taken within each round, where both saw the same machine state
+            res["ratio_per_round"] = [t / n for t, n in zip(res["times_s"], result["nnctl"]["times_s"], strict=True)]
 
     def line(label: str, res: dict | None) -> str:
         if res is None:
             return f"{label:<22} (torch not installed or --no-torch)"
-        each = ", ".join(f"{t:.3f}" for t in res["epoch_s"])
-        return (f"{label:<22} {res['median_s']:.3f} s/epoch  (median of {len(res['epoch_s'])}: {each}; "
-                f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})")
+        each = ", ".join(f"{t:.3f}" for t in res["times_s"])
+        return (
+            f"{label:<22} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
+            f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})"
+        )
 
     m = result["machine"]
+    steal_txt = "n/a" if result["steal_fraction"] is None else f"{100 * result['steal_fraction']:.0f} %"
     lines = [
         f"MLP 784-256-128-10 relu, adam {LR}, batch {BATCH}, {samples} samples, float32, {m['threads']} threads"
-        f"  [{m['cpu']}; numpy {m['numpy']}, torch {m['torch']}]",
+        f"  [{m['cpu']}; numpy {m['numpy']}, torch {m['torch']}; CPU steal during timing {steal_txt}]",
         f"(data generation + npz write {data_s:.2f} s; nnctl load + build {build_s:.2f} s; not timed below)",
-        line("nnctl", nnctl_res),
+        line("nnctl", result["nnctl"]),
         line("torch", result["torch"]),
         line("torch flush_denormal", result["torch_flush_denormal"]),
         f"ratio torch/nnctl: {fmt_ratio(result['ratio_torch_over_nnctl'])} default, "
-        f"{fmt_ratio(result['ratio_torch_flush_over_nnctl'])} with flush_denormal  (>1: nnctl faster)",
+        f"{fmt_ratio(result['ratio_torch_flush_denormal_over_nnctl'])} with flush_denormal  (>1: nnctl faster)",
     ]
     emit(result, args.json, lines)
 
     if args.profile:
-        print(f"--- cProfile of one nnctl epoch (continued experiment) ---\n{profile_top(lambda: train(experiment))}",
-              file=sys.stderr)
+        print(
+            f"--- cProfile of one nnctl epoch (continued experiment) ---\n{profile_top(lambda: train(experiment))}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ class Experiment:
     metrics: dict[str, Metric] = field(default_factory=dict)
     # Training-batch transforms (data.augment), each `(x, rng) -> x`; applied in order, training only.
     augmentations: list = field(default_factory=list)
+    penalties: list = field(default_factory=list)  # (regularizer, weight, grad)
+    constraints: list = field(default_factory=list)  # (constraint, weight)
 
     def predictions(self, out: np.ndarray) -> np.ndarray:
         """Class indices, or regression values in the data's original units."""
@@ -112,8 +114,28 @@ def _normalizer(method: str, train_values: np.ndarray, state: dict | None) -> No
 
 
 def build_network(config: BaseModel, input_shape: tuple[int, ...], dtype) -> Network:
-    layers = [registry.LAYERS.create(spec) for spec in config.model.layers]
+    layers = []
+    for spec in config.model.layers:
+        fields = spec.model_dump()
+        fields.pop("regularizers", None)  # applied by the trainer, not the layer
+        layers.append(registry.LAYERS.create(fields))
     return Network(layers).build(input_shape, rng_for(config.seed, STREAM_INIT), dtype)
+
+
+def build_regularization(config: BaseModel, network: Network) -> tuple[list, list]:
+    """(penalties, constraints): (regularizer, weight view, grad view) and (constraint, weight view) lists.
+
+    Global `regularizers:` apply to every layer's weights, a layer's own list to its weights only."""
+    global_regs = [registry.REGULARIZERS.create(spec) for spec in config.regularizers]
+    per_layer = [[registry.REGULARIZERS.create(r) for r in spec.regularizers] for spec in config.model.layers]
+    penalties, constraints = [], []
+    for index, _, w, g in network.penalized():
+        for reg in global_regs + per_layer[index]:
+            if reg.is_constraint:
+                constraints.append((reg, w))
+            else:
+                penalties.append((reg, w, g))
+    return penalties, constraints
 
 
 def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None) -> Experiment:
@@ -162,7 +184,10 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
         if top >= dataset.num_classes or int(dataset.y.min()) < 0:
             raise DataError(f"class label {top} is out of range for {dataset.num_classes} classes.")
 
-    optimizer = registry.OPTIMIZERS.create(config.optimizer).bind(network.flat_params, network.flat_grads)
+    optimizer = registry.OPTIMIZERS.create(config.optimizer).bind(
+        network.flat_params, network.flat_grads, network.decay_mask()
+    )
+    penalties, constraints = build_regularization(config, network)
     metric_names = list(config.metrics) or DEFAULT_METRICS[dataset.task]
     metrics = {}
     for name in metric_names:
@@ -174,6 +199,8 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
     augmentations = [registry.AUGMENTATIONS.create(spec) for spec in config.data.augment]
 
     return Experiment(
+        penalties=penalties,
+        constraints=constraints,
         augmentations=augmentations,
         config=config,
         task=dataset.task,

@@ -51,8 +51,11 @@ def _none_registered(kind: str):
     return reject
 
 
-def component_union(reg: registry.Registry) -> Any:
+def component_union(reg: registry.Registry, **extra_fields: Any) -> Any:
+    """A discriminated union (on `type`) of the registry's specs; `extra_fields` are added to every member."""
     specs = tuple(entry.spec for entry in reg.entries())
+    if extra_fields:
+        specs = tuple(create_model(spec.__name__, __base__=spec, **extra_fields) for spec in specs)
     if not specs:  # a kind whose components have not been written yet (or are all plugins)
         return Annotated[dict, AfterValidator(_none_registered(reg.kind))]
     if len(specs) == 1:
@@ -151,7 +154,15 @@ def experiment_model() -> type[BaseModel]:
         "ModelConfig",
         __base__=Section,
         layers=(
-            list[component_union(registry.LAYERS)],
+            list[
+                component_union(
+                    registry.LAYERS,
+                    regularizers=(
+                        list[component_union(registry.REGULARIZERS)],
+                        Field(default_factory=list, description="Penalties/constraints for this layer's weights only."),
+                    ),
+                )
+            ],
             Field(min_length=1, description="Layers in order; input sizes are inferred."),
         ),
     )

@@ -39,18 +39,43 @@ def numeric_grad(f, array: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out
 
 
+def _frozen_state(layer: Layer):
+    """A function that restores the layer's (and its children's) buffers and random state.
+
+    Every forward of a check then sees the same state: the same dropout mask, the same running
+    statistics, so finite differences measure the gradient of one training step."""
+    from nnctl.nn.network import walk
+
+    saved = []
+    for _, sub in walk(layer, ""):
+        if sub.stochastic and sub.rng is None:
+            sub.rng = np.random.default_rng(0)
+        rng_state = sub.rng.bit_generator.state if sub.rng is not None else None
+        saved.append((sub, {k: v.copy() for k, v in sub.buffers.items()}, rng_state))
+
+    def restore() -> None:
+        for sub, buffers, rng_state in saved:
+            for key, value in buffers.items():
+                sub.buffers[key][...] = value
+            if rng_state is not None:
+                sub.rng.bit_generator.state = rng_state
+
+    return restore
+
+
 def check_layer(layer: Layer, x: np.ndarray, rng: np.random.Generator, max_elems: int = 60) -> dict[str, float]:
     """Relative error of d(sum(y * dy))/d(input) and /d(each parameter) for a built float64 layer."""
     layer.needs_input_grad = True
+    restore = _frozen_state(layer)
     y = layer.forward(x, training=True)
     dy = rng.standard_normal(y.shape)
+    restore()
     dx = layer.backward(dy)
     analytic = {name: g.copy() for name, g in layer.grads.items()}
 
     def objective() -> float:
+        restore()
         out = layer.forward(x, training=True)
-        layer._cache = None
-        _clear_caches(layer)
         return float(np.sum(out * dy))
 
     errors = {}
@@ -60,16 +85,6 @@ def check_layer(layer: Layer, x: np.ndarray, rng: np.random.Generator, max_elems
         positions = _sample(param.size, max_elems, rng)
         errors[name] = rel_error(analytic[name].reshape(-1)[positions], numeric_grad(objective, param, positions))
     return errors
-
-
-def _clear_caches(layer: Layer) -> None:
-    for _, child in getattr(layer, "children", list)():
-        child._cache = None
-        _clear_caches(child)
-    for attr in ("activation",):
-        sub = getattr(layer, attr, None)
-        if isinstance(sub, Layer):
-            sub._cache = None
 
 
 def check_loss(loss, out: np.ndarray, y: np.ndarray) -> float:
@@ -90,18 +105,26 @@ def check_network(network, loss, x: np.ndarray, y: np.ndarray, rng: np.random.Ge
     """Relative error of d loss / d (all parameters) through the whole network (a sample of entries)."""
     for layer in network.layers:
         layer.needs_input_grad = True
+    restores = [_frozen_state(layer) for layer in network.layers]
     out = network.forward(x, training=True)
     loss.forward(out, y)
     network.backward(loss.backward())
     analytic = network.flat_grads.copy()
 
     def objective() -> float:
+        for restore in restores:
+            restore()
         value = loss.forward(network.forward(x, training=True), y)
         loss._cache = None
-        for layer in network.layers:
-            layer._cache = None
-            _clear_caches(layer)
         return value
 
     positions = _sample(network.flat_params.size, max_elems, rng)
     return rel_error(analytic[positions], numeric_grad(objective, network.flat_params, positions))
+
+
+def check_penalty(regularizer, w: np.ndarray) -> float:
+    """Relative error of the penalty's gradient against central differences of its value."""
+    analytic = np.zeros_like(w)
+    regularizer.add_grad(w, analytic)
+    positions = np.arange(w.size)
+    return rel_error(analytic.reshape(-1), numeric_grad(lambda: regularizer.value(w), w, positions))

@@ -17,10 +17,16 @@ class Layer:
 
     # Set to False by the network for its first layer: nobody needs the gradient w.r.t. the data.
     needs_input_grad: bool = True
+    # Layers that draw random numbers in training (dropout, noise) set this; the network hands them
+    # a Generator per epoch (`self.rng`), so draws depend only on seed, epoch and step.
+    stochastic: bool = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        # Non-trainable state saved in checkpoints (running statistics, step counters).
+        self.buffers: dict[str, np.ndarray] = {}
+        self.rng: np.random.Generator | None = None
         self.dtype = np.dtype(np.float32)
         self.input_shape: tuple[int, ...] = ()
         self.output_shape: tuple[int, ...] = ()
@@ -53,6 +59,10 @@ class Layer:
             raise RuntimeError(f"{self.name}: backward() called without a training forward() before it")
         self._cache = None
         return cache
+
+    def penalized_keys(self) -> list[str]:
+        """Parameters that weight penalties and decay apply to: weights, never biases or norm scales."""
+        return [k for k in self.params if k == "weight" or k.startswith(("weight_", "w_", "kernel"))]
 
     def param_count(self) -> int:
         return int(sum(p.size for p in self.params.values()))

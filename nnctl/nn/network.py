@@ -10,6 +10,13 @@ from nnctl.errors import ConfigError
 from nnctl.nn.layer import Layer
 
 
+def walk(layer: Layer, prefix: str) -> Iterator[tuple[str, Layer]]:
+    """(dotted prefix, layer) for a layer and, depth first, every layer it contains."""
+    yield prefix, layer
+    for child_name, child in getattr(layer, "children", lambda: [])():
+        yield from walk(child, f"{prefix}{child_name}.")
+
+
 def _slots(layer: Layer, prefix: str) -> Iterator[tuple[str, Layer, str]]:
     """(dotted name, owning layer, key) for every parameter, containers included."""
     for key in layer.params:
@@ -43,6 +50,7 @@ class Network:
         if self.layers:
             self.layers[0].needs_input_grad = False
         self._flatten(np.dtype(dtype))
+        self._stochastic = any(layer.stochastic for _, layer in self.all_layers())
         return self
 
     def _flatten(self, dtype: np.dtype) -> None:
@@ -62,6 +70,46 @@ class Network:
             owner.grads[key] = self.flat_grads[offset : offset + size].reshape(shape)
             self.param_slices[name] = (offset, shape)
             offset += size
+
+    def all_layers(self) -> Iterator[tuple[str, Layer]]:
+        for i, layer in enumerate(self.layers):
+            yield from walk(layer, f"{i}.")
+
+    def start_epoch(self, seed: int, epoch: int, stream: int) -> None:
+        """Give every stochastic layer its Generator for this epoch (a pure function of seed, epoch, layer)."""
+        if not self._stochastic:
+            return
+        for k, (_, layer) in enumerate(self.all_layers()):
+            if layer.stochastic:
+                layer.rng = np.random.default_rng([seed, stream, epoch, k])
+
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        return {f"{prefix}{key}": value for prefix, layer in self.all_layers() for key, value in layer.buffers.items()}
+
+    def load_buffers(self, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+        for prefix, layer in self.all_layers():
+            for key, value in layer.buffers.items():
+                name = f"{prefix}{key}"
+                if name not in arrays or arrays[name].shape != value.shape:
+                    raise ConfigError(f"{source} has no state '{name}' of shape {value.shape} for this network.")
+                value[...] = arrays[name]
+
+    def penalized(self) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
+        """(top-level layer index, dotted name, param view, grad view) for every penalized parameter."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            for prefix, sub in walk(layer, f"{i}."):
+                for key in sub.penalized_keys():
+                    out.append((i, f"{prefix}{key}", sub.params[key], sub.grads[key]))
+        return out
+
+    def decay_mask(self) -> np.ndarray:
+        """1 for flat-buffer entries of penalized parameters (weights), 0 elsewhere (biases, norm scales)."""
+        mask = np.zeros_like(self.flat_params)
+        for _, name, _, _ in self.penalized():
+            offset, shape = self.param_slices[name]
+            mask[offset : offset + int(np.prod(shape))] = 1
+        return mask
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         for layer in self.layers:

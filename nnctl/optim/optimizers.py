@@ -30,9 +30,12 @@ class Optimizer:
     def name(self) -> str:
         return getattr(self, "registered_name", type(self).__name__.lower())
 
-    def bind(self, params: np.ndarray, grads: np.ndarray) -> Optimizer:
-        """Attach to the flat buffers and allocate state and scratch of the same size and dtype."""
+    def bind(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray | None = None) -> Optimizer:
+        """Attach to the flat buffers and allocate state and scratch of the same size and dtype.
+
+        `decay_mask` is 1 for weights and 0 for biases/normalization scales: weight decay uses it."""
         self.params, self.grads = params, grads
+        self.decay_mask = np.ones_like(params) if decay_mask is None else decay_mask.astype(params.dtype)
         self.state = {key: np.zeros_like(params) for key in self.state_keys}
         self._tmp = np.empty_like(params)
         self._tmp2 = np.empty_like(params)
@@ -65,6 +68,9 @@ class SGD(Optimizer):
         lr: float = Field(0.01, gt=0, description="Learning rate.")
         momentum: float = Field(0.0, ge=0, lt=1, description="Momentum coefficient (0 = plain SGD).")
         nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0).")
+        weight_decay: float = Field(
+            0.0, ge=0, description="Adds weight_decay * w to the weights' gradients (same as an l2 penalty of that rate)."
+        )
 
         @model_validator(mode="after")
         def _nesterov_needs_momentum(self):
@@ -72,14 +78,19 @@ class SGD(Optimizer):
                 raise ValueError("nesterov: true needs momentum > 0")
             return self
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         super().__init__(lr)
         self.momentum = momentum
         self.nesterov = nesterov
+        self.weight_decay = weight_decay
         self.state_keys = ("velocity",) if momentum > 0 else ()
 
     def _update(self, p, g, lr):
         tmp = self._tmp
+        if self.weight_decay:
+            np.multiply(p, self.decay_mask, out=tmp)
+            tmp *= p.dtype.type(self.weight_decay)
+            g += tmp
         if self.momentum == 0:
             np.multiply(g, lr, out=tmp)
             p -= tmp
@@ -132,3 +143,23 @@ class Adam(Optimizer):
         np.divide(m, tmp, out=tmp2)
         tmp2 *= f(lr / bias1)
         p -= tmp2
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * weight_decay * w, then the Adam step."""
+
+    class Params(Adam.Params):
+        weight_decay: float = Field(0.01, ge=0, description="Decoupled decay of the weights (not biases) per step, times lr.")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps)
+        self.weight_decay = weight_decay
+
+    def _update(self, p, g, lr):
+        if self.weight_decay:
+            tmp = self._tmp
+            np.multiply(p, self.decay_mask, out=tmp)
+            tmp *= p.dtype.type(lr * self.weight_decay)
+            p -= tmp
+        super()._update(p, g, lr)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nnctl import __version__
-from nnctl.build import STREAM_AUGMENT, STREAM_SHUFFLE, Experiment, rng_for
+from nnctl.build import STREAM_AUGMENT, STREAM_LAYERS, STREAM_SHUFFLE, Experiment, rng_for
 from nnctl.config import dump_config
 from nnctl.runs.checkpoint import save_checkpoint
 from nnctl.runs.rundir import RunDir
@@ -135,6 +135,7 @@ def train(
     monitor, higher_better = monitor_of(experiment)
     every = cfg.output.checkpoint_every
     augmentations = experiment.augmentations
+    penalties, constraints = experiment.penalties, experiment.constraints
 
     started = time.time()
     summary: dict[str, Any] = {
@@ -178,8 +179,10 @@ def train(
         for epoch in range(1, cfg.train.epochs + 1):
             t0 = time.perf_counter()
             order = epoch_order(cfg.seed, epoch, n, cfg.train.shuffle)
-            augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch)  # draws depend on seed, epoch and step only
-            total = 0.0
+            # Random draws depend on seed, epoch and step only (so a resumed run repeats them exactly).
+            augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch) if augmentations else None
+            net.start_epoch(cfg.seed, epoch, STREAM_LAYERS)  # dropout masks and noise
+            total = penalty_total = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 xb = x_all.take(idx, axis=0)
@@ -189,7 +192,13 @@ def train(
                 out = net.forward(xb, training=True)
                 total += loss_fn.forward(out, yb) * len(idx)
                 net.backward(loss_fn.backward())
+                if penalties:
+                    for reg, w, g in penalties:
+                        penalty_total += reg.value(w) * len(idx)
+                        reg.add_grad(w, g)
                 opt.step()
+                for constraint, w in constraints:
+                    constraint.project(w)
                 step += 1
                 if stop.signum is not None:
                     break
@@ -201,6 +210,8 @@ def train(
                 status = "diverged"
                 break
             row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": opt.lr, "train_loss": train_loss}
+            if penalties:
+                row["train_penalty"] = penalty_total / n  # reported apart from the data loss
             row.update({f"val_{k}": v for k, v in experiment.evaluate("val").items()})
             row["seconds"] = time.perf_counter() - t0
             history.append(row)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnctl.nn.gradcheck import TOLERANCE, check_layer, check_loss
-from nnctl.registry import LAYERS, LOSSES
+from nnctl.nn.gradcheck import TOLERANCE, check_layer, check_loss, check_penalty
+from nnctl.registry import LAYERS, LOSSES, REGULARIZERS
 
 # The test plugin's layer is registered here under the same module name a config's `plugins:` uses,
 # so the harness covers it whatever order the tests run in.
@@ -31,6 +31,20 @@ LAYER_CASES = {
     "gelu": [({}, (6,))],
     "softmax": [({}, (4,))],
     "scaled_tanh": [({"init_scale": 1.5}, (5,))],  # tests/plugins/nnctl_test_plugin.py
+    "dropout": [({"rate": 0.3}, (6,)), ({"rate": 0.5}, (2, 3, 3))],  # the harness freezes the mask
+    "gaussian_noise": [({"std": 0.5}, (6,))],
+    "polynomial": [({"degree": 3}, (2,))],
+    "batch_norm": [({}, (5,)), ({}, (3, 4)), ({"momentum": 0.5}, (2, 3, 3))],
+    # r_max = 1, d_max = 0 is batch norm; the other cases start with running statistics far from the
+    # batch's so r and d are clipped: constants, as the paper's stop-gradient treats them.
+    "batch_renorm": [
+        ({"r_max": 1.0, "d_max": 0.0}, (5,)),
+        ({"r_max": 2.0, "d_max": 0.5, "warmup_steps": 0, "_buffers": {"running_mean": 500.0, "running_var": 1e4}}, (5,)),
+        ({"r_max": 2.0, "d_max": 0.5, "warmup_steps": 0, "_buffers": {"running_mean": -50.0, "running_var": 1e-4}}, (2, 3, 3)),
+    ],
+    "layer_norm": [({}, (5,)), ({}, (3, 4)), ({}, (2, 3, 3))],
+    "instance_norm": [({}, (3, 4)), ({}, (2, 3, 3))],
+    "group_norm": [({"groups": 2}, (6,)), ({"groups": 2}, (4, 3)), ({"groups": 1}, (2, 3, 3)), ({"groups": 3}, (3, 2, 2))],
 }
 
 LOSS_CASES = {
@@ -52,6 +66,19 @@ def test_every_layer_has_a_case():
     assert sorted(LAYERS.names()) == sorted(LAYER_CASES)
 
 
+def make_layer(name, params, shape, dtype=np.float64, seed=0):
+    """Build a layer for a case; `_buffers` in params sets state (e.g. running statistics) after build."""
+    params = dict(params)
+    buffers = params.pop("_buffers", {})
+    layer = LAYERS.create({"type": name, **params})
+    layer.build(shape, np.random.default_rng(seed), dtype)
+    for key, value in buffers.items():
+        layer.buffers[key][...] = value
+    if layer.stochastic:
+        layer.rng = np.random.default_rng(seed)
+    return layer
+
+
 def test_every_loss_has_a_case():
     assert sorted(LOSSES.names()) == sorted(LOSS_CASES)
 
@@ -59,9 +86,8 @@ def test_every_loss_has_a_case():
 @pytest.mark.parametrize("name, params, shape", list(_layer_cases()))
 def test_layer_gradients(name, params, shape):
     rng = np.random.default_rng(0)
-    layer = LAYERS.create({"type": name, **params})
-    layer.build(shape, rng, np.float64)
-    x = rng.standard_normal((4,) + shape)
+    layer = make_layer(name, params, shape)
+    x = rng.standard_normal((4,) + shape) * 2 + 0.5
     errors = check_layer(layer, x, rng)
     assert max(errors.values()) < TOLERANCE, errors
 
@@ -69,8 +95,8 @@ def test_layer_gradients(name, params, shape):
 @pytest.mark.parametrize("name, params, shape", list(_layer_cases()))
 def test_layer_keeps_float32(name, params, shape):
     rng = np.random.default_rng(0)
-    layer = LAYERS.create({"type": name, **params})
-    out_shape = layer.build(shape, rng, np.float32)
+    layer = make_layer(name, params, shape, np.float32)
+    out_shape = layer.output_shape
     x = rng.standard_normal((3,) + shape).astype(np.float32)
     y = layer.forward(x, training=True)
     assert y.dtype == np.float32 and y.shape == (3,) + out_shape
@@ -82,8 +108,7 @@ def test_layer_keeps_float32(name, params, shape):
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
 def test_backward_without_forward_fails_loudly(name):
     params, shape = LAYER_CASES[name][0]
-    layer = LAYERS.create({"type": name, **params})
-    layer.build(shape, np.random.default_rng(0), np.float64)
+    layer = make_layer(name, params, shape)
     x = np.ones((2,) + shape)
     y = layer.forward(x, training=True)
     layer.backward(np.ones_like(y))
@@ -125,7 +150,7 @@ def test_binary_cross_entropy_is_stable_for_large_logits():
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
 def test_every_params_field_is_accepted_by_the_constructor(name):
     entry = LAYERS.get(name)
-    params, _ = LAYER_CASES[name][0]
+    params = {k: v for k, v in LAYER_CASES[name][0][0].items() if not k.startswith("_")}
     spec = entry.spec.model_validate({"type": name, **params})
     LAYERS.create(spec)  # every field, defaults included, passed as a keyword
 
@@ -144,3 +169,36 @@ def test_activation_values():
         layer = LAYERS.create({"type": name})
         layer.build((3,), np.random.default_rng(0), np.float64)
         np.testing.assert_allclose(layer.forward(x, training=False)[0], values, rtol=1e-12, atol=1e-12)
+
+
+# Every registered regularizer: penalties get a gradient check, constraints a projection check.
+REGULARIZER_CASES = {
+    "l1": {"rate": 0.3},
+    "l2": {"rate": 0.7},
+    "l1_l2": {"l1": 0.2, "l2": 0.5},
+    "max_norm": {"max": 1.5},
+}
+
+
+def test_every_regularizer_has_a_case():
+    assert sorted(REGULARIZERS.names()) == sorted(REGULARIZER_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(REGULARIZER_CASES))
+def test_regularizer(name):
+    reg = REGULARIZERS.create({"type": name, **REGULARIZER_CASES[name]})
+    w = np.random.default_rng(2).standard_normal((4, 3)) + 0.05  # away from 0, where |w| has its kink
+    if reg.is_constraint:
+        reg.project(w)
+        assert np.all(np.linalg.norm(w, axis=0) <= reg.max + 1e-12)
+        small = np.full((4, 1), 0.1)
+        reg.project(small)
+        assert np.all(small == 0.1)  # weights inside the ball are untouched
+    else:
+        assert check_penalty(reg, w) < TOLERANCE
+
+
+def test_penalty_values():
+    w = np.array([[1.0, -2.0], [0.5, 0.0]])
+    assert REGULARIZERS.create({"type": "l2", "rate": 0.1}).value(w) == pytest.approx(0.05 * 5.25)
+    assert REGULARIZERS.create({"type": "l1", "rate": 0.1}).value(w) == pytest.approx(0.35)

@@ -1,0 +1,101 @@
+"""Weight penalties and constraints, registered in REGULARIZERS.
+
+A penalty adds `value(w)` to the training loss and `grad(w)` to the weight gradient. Conventions:
+l2 is (rate / 2) * sum(w^2), so its gradient rate * w equals SGD's `weight_decay` and the
+TensorFlow Playground's L2; l1 is rate * sum(|w|). They apply to weights, never to biases or
+normalization scales. A constraint (max_norm) instead projects weights after each step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from nnctl.registry import REGULARIZERS, Params
+
+
+class Regularizer:
+    is_constraint = False
+
+    def value(self, w: np.ndarray) -> float:
+        return 0.0
+
+    def add_grad(self, w: np.ndarray, g: np.ndarray) -> None:
+        """g += d value / d w, in place."""
+
+    def project(self, w: np.ndarray) -> None:
+        """Constraints: modify w in place after an optimizer step."""
+
+
+@REGULARIZERS.register("l2")
+class L2(Regularizer):
+    """penalty = (rate / 2) * sum(w^2); gradient rate * w ("weight decay", ridge)."""
+
+    class Params(Params):
+        rate: float = Field(..., ge=0, description="Strength; the gradient adds rate * w.")
+
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def value(self, w):
+        flat = w.reshape(-1)
+        return 0.5 * self.rate * float(flat @ flat)
+
+    def add_grad(self, w, g):
+        g += w * w.dtype.type(self.rate)
+
+
+@REGULARIZERS.register("l1")
+class L1(Regularizer):
+    """penalty = rate * sum(|w|); gradient rate * sign(w): pushes small weights to exactly 0 (sparse, lasso)."""
+
+    class Params(Params):
+        rate: float = Field(..., ge=0, description="Strength; the gradient adds rate * sign(w).")
+
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def value(self, w):
+        return self.rate * float(np.abs(w).sum())
+
+    def add_grad(self, w, g):
+        g += np.sign(w) * w.dtype.type(self.rate)
+
+
+@REGULARIZERS.register("l1_l2")
+class L1L2(Regularizer):
+    """penalty = l1 * sum(|w|) + (l2 / 2) * sum(w^2) (elastic net)."""
+
+    class Params(Params):
+        l1: float = Field(0.0, ge=0, description="L1 strength.")
+        l2: float = Field(0.0, ge=0, description="L2 strength.")
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0):
+        self.l1, self.l2 = L1(l1), L2(l2)
+
+    def value(self, w):
+        return self.l1.value(w) + self.l2.value(w)
+
+    def add_grad(self, w, g):
+        self.l1.add_grad(w, g)
+        self.l2.add_grad(w, g)
+
+
+@REGULARIZERS.register("max_norm")
+class MaxNorm(Regularizer):
+    """Constraint: after each step, rescale each unit's incoming weight vector to norm <= max (Srebro 2005; used with dropout)."""
+
+    is_constraint = True
+
+    class Params(Params):
+        max: float = Field(3.0, gt=0, description="Largest allowed L2 norm of a unit's incoming weights.")
+
+    def __init__(self, max: float = 3.0):  # noqa: A002 - the YAML key users write
+        self.max = max
+
+    def project(self, w):
+        # Incoming weights of a unit: everything but the last axis for dense (fan_in, units).
+        w2 = w.reshape(-1, w.shape[-1])
+        norms = np.sqrt((w2 * w2).sum(axis=0))
+        scale = np.minimum(1, self.max / np.maximum(norms, 1e-12)).astype(w.dtype)
+        w2 *= scale
