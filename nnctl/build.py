@@ -109,8 +109,8 @@ def _subsample(dataset: Dataset, train: np.ndarray, fraction: float, seed: int) 
     return np.sort(np.concatenate(keep))
 
 
-def _normalizer(method: str, train_values: np.ndarray, state: dict | None) -> Normalizer:
-    return Normalizer.from_state(method, state) if state else Normalizer(method).fit(train_values)
+def _normalizer(normalizer: Normalizer, train_values: np.ndarray, state: dict | None) -> Normalizer:
+    return Normalizer.from_state(normalizer.method, state) if state else normalizer.fit(train_values)
 
 
 def build_network(config: BaseModel, input_shape: tuple[int, ...], dtype) -> Network:
@@ -155,8 +155,9 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
     targets_2d = dataset.y if dataset.task == "regression" else np.zeros((1, 1))
     train_idx = indices["train"] if dataset.task == "regression" else [0]
     stored = stored or {}
-    normalizer = _normalizer(config.data.normalize, dataset.x[indices["train"]], stored.get("norm"))
-    target_normalizer = _normalizer(config.data.target_normalize, targets_2d[train_idx], stored.get("target_norm"))
+    norm = config.data.normalize
+    normalizer = _normalizer(Normalizer(norm.method, norm.per, norm.range), dataset.x[indices["train"]], stored.get("norm"))
+    target_normalizer = _normalizer(Normalizer(config.data.target_normalize), targets_2d[train_idx], stored.get("target_norm"))
 
     splits = {}
     for name in SPLITS:

@@ -78,6 +78,22 @@ class SplitConfig(Section):
         return self
 
 
+class NormalizeConfig(Section):
+    method: Literal["none", "minmax", "standard"] = Field(
+        "none", description="none; minmax: map [min, max] onto `range`; standard: mean 0, std 1."
+    )
+    per: Literal["feature", "all"] = Field(
+        "feature", description="Statistics per feature (each value of a sample) or over all values (e.g. all pixels)."
+    )
+    range: tuple[float, float] = Field((0.0, 1.0), description="Target interval of minmax, e.g. [0, 1] or [-1, 1].")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalizeConfig:
+        if self.range[0] >= self.range[1]:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(self.range)}")
+        return self
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, description="Samples per mini-batch (the last batch may be smaller).")
@@ -93,6 +109,12 @@ class OutputConfig(Section):
     runs_dir: str = Field("runs", description="Folder under which runs/<name>/<stamp>/ is created.")
     checkpoint_every: int = Field(
         1, ge=1, description="Write checkpoints/last.npz and best.npz every N epochs (always at the end)."
+    )
+    checkpoint_min_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Skip a periodic checkpoint if the previous one is more recent than this: runs of many "
+        "tiny epochs do not spend their time writing files. 0 saves every checkpoint_every epochs.",
     )
 
 
@@ -128,8 +150,12 @@ def experiment_model() -> type[BaseModel]:
         source=(component_union(registry.DATA_SOURCES), Field(description="Where the samples come from.")),
         split=(SplitConfig, Field(default_factory=SplitConfig, description="Train/val/test fractions.")),
         normalize=(
-            Literal["none", "minmax", "standard"],
-            Field("none", description="Input normalization fitted on the training split only."),
+            Annotated[NormalizeConfig, BeforeValidator(lambda v: {"method": v} if isinstance(v, str) else v)],
+            Field(
+                default_factory=NormalizeConfig,
+                description="Input normalization fitted on the training split only: none | minmax | standard, "
+                "or a mapping {method, per, range}.",
+            ),
         ),
         target_normalize=(
             Literal["none", "standard"],

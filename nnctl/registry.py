@@ -23,6 +23,7 @@ _BUILTIN_MODULES = (
     "nnctl.nn.losses",
     "nnctl.optim.optimizers",
     "nnctl.data.sources",
+    "nnctl.data.function",
     "nnctl.train.metrics",
 )
 _builtins_loaded = False

@@ -12,13 +12,20 @@ Method = Literal["none", "minmax", "standard"]
 METHODS = ("none", "minmax", "standard")
 
 
-class Normalizer:
-    """x' = (x - shift) / scale per feature: minmax (min, max - min) -> [0, 1]; standard (mean, std); none (0, 1)."""
+Per = Literal["feature", "all"]
 
-    def __init__(self, method: Method = "standard"):
+
+class Normalizer:
+    """x' = (x - shift) / scale: minmax maps [min, max] onto `value_range` ([0, 1] by default), standard
+    gives mean 0 and std 1, none is the identity. Statistics per feature (each value of a sample) or over
+    all values (one shift and scale for every pixel)."""
+
+    def __init__(self, method: Method = "standard", per: Per = "feature", value_range: tuple[float, float] = (0.0, 1.0)):
         if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(METHODS)}")
         self.method = method
+        self.per = per
+        self.low, self.high = value_range
         self.shift: np.ndarray | None = None  # float64, shape of one sample; set by fit or from_state
         self.scale: np.ndarray | None = None
 
@@ -30,16 +37,18 @@ class Normalizer:
                 f"cannot fit '{self.method}' normalization on a training split of shape {x.shape}; "
                 "it needs at least one row of features. Give the train split a larger ratio."
             )
+        axis = 0 if self.per == "feature" else None  # None: one statistic over all values
+        lo, hi = x.min(axis=axis), x.max(axis=axis)
         if self.method == "minmax":
-            shift, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+            span = (hi - lo) / (self.high - self.low)
+            shift, scale = lo - self.low * np.where(hi == lo, 1.0, span), span
         elif self.method == "standard":
-            shift, scale = x.mean(axis=0), x.std(axis=0)
+            shift, scale = x.mean(axis=axis), x.std(axis=axis)
         else:
             shift, scale = np.zeros(x.shape[1:]), np.ones(x.shape[1:])
         # Test "constant" with max == min, not std == 0: the std of a constant column can come out
         # as 1e-17 from rounding in the mean, and dividing by it would blow the column up.
-        constant = x.max(axis=0) == x.min(axis=0)
-        self.shift, self.scale = shift, np.where(constant, 1.0, scale)
+        self.shift, self.scale = np.asarray(shift), np.asarray(np.where(hi == lo, 1.0, scale))
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
@@ -48,7 +57,7 @@ class Normalizer:
             raise RuntimeError("Normalizer.transform called before fit() or from_state()")
         if self.method == "none":
             return x
-        if self.shift.ndim and x.shape[1:] != self.shift.shape:
+        if self.shift.ndim and x.shape[1:] != self.shift.shape:  # 0-d statistics fit any shape
             raise DataError(
                 f"normalization was fitted on samples of shape {self.shift.shape} but got data of shape {x.shape[1:]}; "
                 "the data must have the same columns as the training data."

@@ -59,6 +59,7 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._rows: list[dict[str, Any]] = []
+        self._columns: list[str] | None = None
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write(self.path / name, text.encode("utf-8"))
@@ -73,17 +74,27 @@ class RunDir:
         self.write_text("summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        """Add an epoch row; the whole small file is rewritten atomically so it is never torn."""
+        """Add an epoch row: appended as one line (cheap for long runs); the file is rewritten
+        atomically only when the set of columns changes, i.e. for the first row."""
         self._rows.append(row)
-        columns: list[str] = []
-        for r in self._rows:
-            columns += [c for c in r if c not in columns]
+        if self._columns is None or any(c not in self._columns for c in row):
+            columns: list[str] = []
+            for r in self._rows:
+                columns += [c for c in r if c not in columns]
+            self._columns = columns
+            self.write_text(self.METRICS_FILE, self._csv(self._rows, header=True))
+            return
+        with open(self.path / self.METRICS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(self._csv([row], header=False))
+
+    def _csv(self, rows: list[dict[str, Any]], header: bool) -> str:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-        writer.writeheader()
-        for r in self._rows:
+        writer = csv.DictWriter(buf, fieldnames=self._columns, restval="", lineterminator="\n")
+        if header:
+            writer.writeheader()
+        for r in rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})
-        self.write_text(self.METRICS_FILE, buf.getvalue())
+        return buf.getvalue()
 
 
 def _fmt(value: Any) -> Any:

@@ -159,6 +159,7 @@ def train(
     history: list[dict[str, Any]] = []
     status, step, epoch = "completed", 0, 0
     last_saved_epoch = 0
+    last_save_time, min_gap = time.monotonic(), cfg.output.checkpoint_min_seconds
 
     def save(epoch_done: int) -> None:
         if run is None:
@@ -226,9 +227,10 @@ def train(
                 np.copyto(best_params, net.flat_params)
             if run is not None:
                 run.append_metrics(row)
-                if epoch % every == 0 or epoch == cfg.train.epochs:
+                due = epoch % every == 0 and time.monotonic() - last_save_time >= min_gap
+                if due or epoch == cfg.train.epochs:
                     save(epoch)
-                    last_saved_epoch = epoch
+                    last_saved_epoch, last_save_time = epoch, time.monotonic()
             reporter.on_epoch(row)
 
     if status == "interrupted" and run is not None:

@@ -73,3 +73,27 @@ def test_errors():
         Normalizer.from_state("standard", {"shift": np.zeros(3)})
     with pytest.raises(RuntimeError, match="before fit"):
         Normalizer("standard").transform(TEST)
+
+
+def test_minmax_to_symmetric_range_and_over_all_values():
+    x = np.array([[0.0, 10.0], [5.0, 20.0], [10.0, 30.0]])
+    sym = Normalizer("minmax", value_range=(-1.0, 1.0)).fit(x)
+    np.testing.assert_allclose(sym.transform(x), [[-1, -1], [0, 0], [1, 1]])
+    pixels = Normalizer("minmax", per="all").fit(x)  # one min and max over every value: 0 and 30
+    np.testing.assert_allclose(pixels.transform(x), x / 30)
+    assert pixels.state()["shift"].shape == ()
+    std_all = Normalizer("standard", per="all").fit(x)
+    assert std_all.transform(x).mean() == pytest.approx(0) and std_all.transform(x).std() == pytest.approx(1)
+
+
+def test_normalize_config_forms(write_yaml, minimal_text):
+    from nnctl.config import load_config
+    from nnctl.errors import ConfigError
+
+    text = minimal_text.replace("source: {type: xor, samples: 100}", "source: {type: xor, samples: 100}\n  normalize: {method: minmax, range: [-1, 1], per: all}")
+    cfg = load_config(write_yaml(text))
+    assert cfg.data.normalize.range == (-1.0, 1.0) and cfg.data.normalize.per == "all"
+    short = load_config(write_yaml(minimal_text), ["data.normalize=standard"])
+    assert short.data.normalize.method == "standard"
+    with pytest.raises(ConfigError, match="low < high"):
+        load_config(write_yaml(minimal_text), ["data.normalize={method: minmax, range: [1, 0]}"])

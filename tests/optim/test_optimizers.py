@@ -85,3 +85,22 @@ def test_float32_stays_float32():
         opt = OPTIMIZERS.create(spec).bind(params, grads)
         opt.step()
         assert params.dtype == np.float32 and all(s.dtype == np.float32 for s in opt.state.values())
+
+
+def test_sgd_weight_decay_skips_masked_entries():
+    params = np.array([1.0, 2.0])
+    grads = np.array([0.5, 0.5])
+    opt = OPTIMIZERS.create({"type": "sgd", "lr": 0.1, "weight_decay": 0.2}).bind(params, grads, np.array([1.0, 0.0]))
+    opt.step()
+    # weight: g = 0.5 + 0.2 * 1 = 0.7 -> 1 - 0.07; bias (mask 0): g = 0.5 -> 2 - 0.05
+    np.testing.assert_allclose(params, [0.93, 1.95])
+
+
+def test_adamw_decouples_decay_from_the_adaptive_step():
+    lr, wd = 0.01, 0.1
+    params = np.array([2.0, 2.0])
+    grads = np.array([0.5, 0.5])
+    opt = OPTIMIZERS.create({"type": "adamw", "lr": lr, "weight_decay": wd}).bind(params, grads, np.array([1.0, 0.0]))
+    opt.step()
+    adam_step = lr * 0.5 / (0.5 + 1e-8)  # first Adam step is lr * sign(g)
+    np.testing.assert_allclose(params, [2.0 * (1 - lr * wd) - adam_step, 2.0 - adam_step])
