@@ -77,8 +77,14 @@ def user_errors(func: Callable) -> Callable:
 @app.command()
 @user_errors
 def train(
-    config: ConfigPath,
+    config: Annotated[Path | None, typer.Argument(help="Experiment YAML file.", show_default=False)] = None,
     set_: SetOption = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue the run in this directory from its last checkpoint.")
+    ] = None,
+    allow_plugins: Annotated[
+        bool, typer.Option("--allow-plugins", help="With --resume: import the plugins the run's config names.")
+    ] = False,
     runs_dir: Annotated[
         Path | None, typer.Option("--runs-dir", help="Folder for run directories (default: output.runs_dir).")
     ] = None,
@@ -86,17 +92,25 @@ def train(
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Train the experiment in CONFIG; writes runs/<name>/<stamp>/."""
+    """Train the experiment in CONFIG (writes runs/<name>/<stamp>/), or continue one with --resume RUN_DIR."""
     from nnctl.console import ConsoleReporter, make_console, stdout_json
     from nnctl.errors import DivergedError
-    from nnctl.session import run_training
+    from nnctl.errors import NnctlError
+    from nnctl.session import resume_training, run_training
     from nnctl.train.trainer import SilentReporter, StopFlag
 
+    if (config is None) == (resume is None):
+        raise NnctlError("give either a CONFIG file to train or --resume RUN_DIR to continue a run (not both).")
+    if resume is not None and set_:
+        raise NnctlError("--set cannot change a resumed run (it must continue exactly); train a new run instead.")
     console = make_console(stderr=json_)
     reporter = SilentReporter() if quiet else ConsoleReporter(console)
     stop = StopFlag()
     stop.install()
-    result = run_training(config, set_ or [], runs_dir=runs_dir, reporter=reporter, stop=stop)
+    if resume is not None:
+        result = resume_training(resume, reporter=reporter, stop=stop, allow_plugins=allow_plugins)
+    else:
+        result = run_training(config, set_ or [], runs_dir=runs_dir, reporter=reporter, stop=stop)
     if json_:
         stdout_json(
             {
@@ -107,6 +121,7 @@ def train(
                 "seconds": round(result.seconds, 3),
                 "final": result.final,
                 "best": result.best,
+                "stop_reason": result.stop_reason,
             }
         )
     if result.status == "diverged":

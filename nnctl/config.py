@@ -94,6 +94,14 @@ class NormalizeConfig(Section):
         return self
 
 
+class EarlyStoppingConfig(Section):
+    monitor: str | None = Field(None, description="Column to watch (default: train.monitor).")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto (max for accuracy-like metrics).")
+    patience: int = Field(10, ge=0, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    restore_best: bool = Field(True, description="End with the weights of the best epoch instead of the last one.")
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, description="Samples per mini-batch (the last batch may be smaller).")
@@ -103,6 +111,11 @@ class TrainConfig(Section):
         description="Quantity that picks the best checkpoint: val_loss, train_loss, or val_<metric>. "
         "Falls back to train_loss when there is no validation split.",
     )
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="Whether the monitored value should go down or up; auto: up for accuracy-like metrics."
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="Stop when the monitored value stops improving (null = off).")
+    max_seconds: float | None = Field(None, gt=0, description="Wall-clock limit: stop after the epoch that passes it (null = none).")
 
 
 class OutputConfig(Section):
@@ -115,6 +128,9 @@ class OutputConfig(Section):
         ge=0,
         description="Skip a periodic checkpoint if the previous one is more recent than this: runs of many "
         "tiny epochs do not spend their time writing files. 0 saves every checkpoint_every epochs.",
+    )
+    keep_last: int = Field(
+        0, ge=0, description="Also keep the K most recent periodic checkpoints as checkpoints/epoch-NNNN.npz (0 = only last.npz)."
     )
 
 
@@ -221,6 +237,10 @@ def experiment_model() -> type[BaseModel]:
                 description="Metric names; empty means the task's usual ones "
                 "(accuracy for classification; mse, mae, r2 for regression).",
             ),
+        ),
+        schedule=(
+            component_union(registry.SCHEDULES),
+            Field(default_factory=lambda: {"type": "constant"}, validate_default=True, description="Learning-rate schedule."),
         ),
         output=(OutputConfig, Field(default_factory=OutputConfig, description="Run directory settings.")),
         __validators__={"_metrics": field_validator("metrics")(_metric_names)},

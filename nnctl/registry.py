@@ -22,6 +22,7 @@ _BUILTIN_MODULES = (
     "nnctl.nn",
     "nnctl.nn.losses",
     "nnctl.optim.optimizers",
+    "nnctl.optim.schedules",
     "nnctl.data.sources",
     "nnctl.data.function",
     "nnctl.train.metrics",

@@ -35,6 +35,45 @@ def run_training(
         raise
 
 
+def resume_training(
+    run_dir: str | Path,
+    reporter: Reporter | None = None,
+    stop: StopFlag | None = None,
+    allow_plugins: bool = False,
+) -> TrainResult:
+    """Continue a run from checkpoints/last.npz in the same directory, exactly as if never stopped."""
+    from nnctl.runs.checkpoint import group, load_checkpoint
+    from nnctl.train.evaluate import restore_run
+    from nnctl.train.trainer import Resume, TrainState
+
+    experiment, arrays, meta = restore_run(run_dir, "last", allow_plugins)
+    if "train_state" not in meta:
+        raise NnctlError(f"{run_dir}/checkpoints/last.npz has no training state; it cannot be resumed.")
+    state = TrainState(**meta["train_state"])
+    state.seconds = float(RunDir(Path(run_dir)).read_summary().get("seconds") or 0.0)
+    if state.epoch >= experiment.config.train.epochs:
+        raise NnctlError(
+            f"{run_dir} already completed all {state.epoch} epochs; nothing to resume. "
+            "To train longer, start a new run from its config.yaml with --set train.epochs=N."
+        )
+    experiment.optimizer.load_state_dict(group(arrays, "optim"))
+    best_params = best_buffers = None
+    best_path = Path(run_dir) / "checkpoints" / "best.npz"
+    if state.best and best_path.exists():
+        best_arrays, _ = load_checkpoint(best_path)
+        best_params = experiment.network.flat_params.copy()
+        for name, (offset, shape) in experiment.network.param_slices.items():
+            best_params[offset : offset + int(np.prod(shape))] = best_arrays[f"param/{name}"].ravel()
+        best_buffers = group(best_arrays, "buffer")
+    run = RunDir.reopen(Path(run_dir), state.epoch)
+    try:
+        return train(experiment, run, reporter, stop, Resume(state, best_params, best_buffers))
+    except BaseException as exc:
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            _mark_failed(run, exc)
+        raise
+
+
 def _mark_failed(run: RunDir, exc: BaseException) -> None:
     from nnctl.runs.rundir import read_summary
 

@@ -18,11 +18,21 @@ DENORMAL_FLOOR = 1e-30
 FLUSH_EVERY = 100
 
 
+class OptimizerParams(Params):
+    """What every optimizer accepts: a learning rate and gradient clipping."""
+
+    clip_norm: float | None = Field(
+        None, gt=0, description="Rescale the whole gradient so its global L2 norm is at most this (null = off)."
+    )
+    clip_value: float | None = Field(None, gt=0, description="Clip every gradient entry to [-v, v] (null = off).")
+
+
 class Optimizer:
     state_keys: tuple[str, ...] = ()
 
-    def __init__(self, lr: float):
+    def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None):
         self.lr = lr
+        self.clip_norm, self.clip_value = clip_norm, clip_value
         self.t = 0  # steps taken
         self.state: dict[str, np.ndarray] = {}
 
@@ -43,7 +53,14 @@ class Optimizer:
 
     def step(self) -> None:
         self.t += 1
-        self._update(self.params, self.grads, self.params.dtype.type(self.lr))
+        g = self.grads
+        if self.clip_value is not None:
+            np.clip(g, -self.clip_value, self.clip_value, out=g)
+        if self.clip_norm is not None:
+            norm = float(np.sqrt(g @ g))
+            if norm > self.clip_norm:
+                g *= g.dtype.type(self.clip_norm / norm)
+        self._update(self.params, g, self.params.dtype.type(self.lr))
         if self.t % FLUSH_EVERY == 0:
             for moment in self.state.values():
                 moment[np.abs(moment) < DENORMAL_FLOOR] = 0
@@ -64,7 +81,7 @@ class Optimizer:
 class SGD(Optimizer):
     """v = momentum v + g; p -= lr v (nesterov: p -= lr (g + momentum v)); plain p -= lr g when momentum = 0."""
 
-    class Params(Params):
+    class Params(OptimizerParams):
         lr: float = Field(0.01, gt=0, description="Learning rate.")
         momentum: float = Field(0.0, ge=0, lt=1, description="Momentum coefficient (0 = plain SGD).")
         nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0).")
@@ -78,8 +95,8 @@ class SGD(Optimizer):
                 raise ValueError("nesterov: true needs momentum > 0")
             return self
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
@@ -114,14 +131,14 @@ class Adam(Optimizer):
 
     state_keys = ("m", "v")
 
-    class Params(Params):
+    class Params(OptimizerParams):
         lr: float = Field(0.001, gt=0, description="Learning rate.")
         beta1: float = Field(0.9, ge=0, lt=1, description="Decay of the first-moment (mean) estimate.")
         beta2: float = Field(0.999, ge=0, lt=1, description="Decay of the second-moment estimate.")
         eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        super().__init__(lr)
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, p, g, lr):
@@ -152,8 +169,8 @@ class AdamW(Adam):
     class Params(Adam.Params):
         weight_decay: float = Field(0.01, ge=0, description="Decoupled decay of the weights (not biases) per step, times lr.")
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
-        super().__init__(lr, beta1, beta2, eps)
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None, clip_value=None):
+        super().__init__(lr, beta1, beta2, eps, clip_norm, clip_value)
         self.weight_decay = weight_decay
 
     def _update(self, p, g, lr):
@@ -163,3 +180,57 @@ class AdamW(Adam):
             tmp *= p.dtype.type(lr * self.weight_decay)
             p -= tmp
         super()._update(p, g, lr)
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(Optimizer):
+    """v = rho v + (1 - rho) g^2; p -= lr g / (sqrt(v) + eps) (Hinton's lecture 6e)."""
+
+    state_keys = ("v",)
+
+    class Params(OptimizerParams):
+        lr: float = Field(0.001, gt=0, description="Learning rate.")
+        rho: float = Field(0.9, ge=0, lt=1, description="Decay of the squared-gradient average.")
+        eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
+
+    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
+        self.rho, self.eps = rho, eps
+
+    def _update(self, p, g, lr):
+        v, tmp, tmp2 = self.state["v"], self._tmp, self._tmp2
+        f = p.dtype.type
+        v *= f(self.rho)
+        np.multiply(g, g, out=tmp)
+        tmp *= f(1 - self.rho)
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += f(self.eps)
+        np.divide(g, tmp, out=tmp2)
+        tmp2 *= lr
+        p -= tmp2
+
+
+@OPTIMIZERS.register("adagrad")
+class Adagrad(Optimizer):
+    """s += g^2; p -= lr g / (sqrt(s) + eps): each parameter's rate shrinks with its gradient history (Duchi 2011)."""
+
+    state_keys = ("s",)
+
+    class Params(OptimizerParams):
+        lr: float = Field(0.01, gt=0, description="Learning rate.")
+        eps: float = Field(1e-10, gt=0, description="Added to the denominator for stability.")
+
+    def __init__(self, lr=0.01, eps=1e-10, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
+        self.eps = eps
+
+    def _update(self, p, g, lr):
+        s, tmp, tmp2 = self.state["s"], self._tmp, self._tmp2
+        np.multiply(g, g, out=tmp)
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += p.dtype.type(self.eps)
+        np.divide(g, tmp, out=tmp2)
+        tmp2 *= lr
+        p -= tmp2

@@ -70,6 +70,23 @@ class RunDir:
             "# resolved config: defaults filled in; `nnctl train` on it reproduces the run\n" + dump_yaml(config),
         )
 
+    @classmethod
+    def reopen(cls, path: Path, upto_epoch: int) -> RunDir:
+        """An existing run directory, for resuming: metrics rows after `upto_epoch` (written after the
+        checkpoint a resumed run starts from, e.g. before a SIGKILL) are dropped."""
+        run = cls(path)
+        rows = [r for r in read_metrics(path) if int(r["epoch"]) <= upto_epoch]
+        if rows:
+            run._columns = list(rows[0])
+            run._rows = rows
+            run.write_text(cls.METRICS_FILE, run._csv(rows, header=True))
+        elif (run.path / cls.METRICS_FILE).exists():
+            (run.path / cls.METRICS_FILE).unlink()
+        return run
+
+    def read_summary(self) -> dict:
+        return read_summary(self.path)
+
     def write_summary(self, summary: dict) -> None:
         self.write_text("summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
 

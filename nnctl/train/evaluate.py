@@ -13,6 +13,11 @@ from nnctl.yamlio import read_yaml
 
 
 def open_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Experiment:
+    return restore_run(run_dir, checkpoint, allow_plugins)[0]
+
+
+def restore_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> tuple[Experiment, dict, dict]:
+    """(experiment with the checkpoint's weights and state, the checkpoint's arrays, its metadata)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NnctlError(f"run directory not found: {run_dir}")
@@ -39,7 +44,10 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool 
     stored = {prefix: group(arrays, prefix) for prefix in ("norm", "target_norm")}
     experiment = build_experiment(config, stored)
     experiment.network.load_params(group(arrays, "param"), source=str(ckpt_path))
-    return experiment
+    buffers = group(arrays, "buffer")
+    if buffers or experiment.network.named_buffers():
+        experiment.network.load_buffers(buffers, source=str(ckpt_path))
+    return experiment, arrays, meta
 
 
 def evaluate_run(
