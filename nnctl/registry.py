@@ -25,6 +25,7 @@ _BUILTIN_MODULES = (
     "nnctl.optim.schedules",
     "nnctl.data.sources",
     "nnctl.data.function",
+    "nnctl.data.sequences",
     "nnctl.train.metrics",
 )
 _builtins_loaded = False

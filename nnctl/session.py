@@ -159,7 +159,13 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
         ok &= passed
         table.add_row(component, what, f"{err:.2e}", "[green]yes[/]" if passed else "[red]NO[/]")
 
-    x = rng.standard_normal((samples,) + network.input_shape)
+    def inputs():  # Gaussian noise, or what the first layer accepts (an embedding: token ids)
+        first = network.layers[0]
+        if hasattr(first, "example_input"):
+            return first.example_input(samples, rng)
+        return rng.standard_normal((samples,) + network.input_shape)
+
+    x = inputs()
     for i, layer in enumerate(network.layers):
         errors = check_layer(layer, x.copy(), rng)
         for what, err in errors.items():
@@ -180,6 +186,6 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
     add(
         "network + loss",
         "all parameters (sample)",
-        check_network(network, loss, rng.standard_normal((samples,) + network.input_shape), y, rng),
+        check_network(network, loss, inputs(), y, rng),
     )
     return table, ok

@@ -31,6 +31,27 @@ LAYER_CASES = {
     "gelu": [({}, (6,))],
     "softmax": [({}, (4,))],
     "scaled_tanh": [({"init_scale": 1.5}, (5,))],  # tests/plugins/nnctl_test_plugin.py
+    # nnctl/nn/recurrent.py, nnctl/nn/embedding.py: every cell in both return_sequences modes and bidirectional
+    "simple_rnn": [
+        ({"units": 3}, (5, 2)),
+        ({"units": 3, "return_sequences": True, "activation": "relu"}, (4, 2)),
+        ({"units": 2, "bidirectional": True}, (4, 3)),
+        ({"units": 2, "return_sequences": True, "bidirectional": True}, (4, 3)),
+    ],
+    "lstm": [
+        ({"units": 3}, (5, 2)),
+        ({"units": 3, "return_sequences": True}, (4, 2)),
+        ({"units": 2, "bidirectional": True}, (4, 3)),
+        ({"units": 2, "return_sequences": True, "bidirectional": True}, (4, 3)),
+    ],
+    "gru": [
+        ({"units": 3}, (5, 2)),
+        ({"units": 3, "return_sequences": True}, (4, 2)),
+        ({"units": 2, "bidirectional": True}, (4, 3)),
+        ({"units": 2, "return_sequences": True, "bidirectional": True}, (4, 3)),
+    ],
+    "embedding": [({"vocab_size": 7, "dim": 3}, (5,))],
+    "time_distributed_dense": [({"units": 3, "activation": "tanh"}, (4, 2)), ({"units": 2}, (3, 4))],
     "dropout": [({"rate": 0.3}, (6,)), ({"rate": 0.5}, (2, 3, 3))],  # the harness freezes the mask
     "gaussian_noise": [({"std": 0.5}, (6,))],
     "polynomial": [({"degree": 3}, (2,))],
@@ -88,6 +109,8 @@ def test_layer_gradients(name, params, shape):
     rng = np.random.default_rng(0)
     layer = make_layer(name, params, shape)
     x = rng.standard_normal((4,) + shape) * 2 + 0.5
+    if hasattr(layer, "example_input"):  # layers that need valid inputs (embedding: token ids)
+        x = layer.example_input(4, rng)
     errors = check_layer(layer, x, rng)
     assert max(errors.values()) < TOLERANCE, errors
 
@@ -98,6 +121,8 @@ def test_layer_keeps_float32(name, params, shape):
     layer = make_layer(name, params, shape, np.float32)
     out_shape = layer.output_shape
     x = rng.standard_normal((3,) + shape).astype(np.float32)
+    if hasattr(layer, "example_input"):  # layers that need valid inputs (embedding: token ids)
+        x = layer.example_input(3, rng)
     y = layer.forward(x, training=True)
     assert y.dtype == np.float32 and y.shape == (3,) + out_shape
     dx = layer.backward(rng.standard_normal(y.shape).astype(np.float32))
