@@ -15,7 +15,7 @@ from nnctl import registry
 from nnctl.data.dataset import Dataset
 from nnctl.data.split import split_indices
 from nnctl.data.transforms import Normalizer
-from nnctl.errors import ConfigError, DataError
+from nnctl.errors import ConfigError, DataError, NnctlError
 from nnctl.nn.activations import Softmax
 from nnctl.nn.network import Network
 from nnctl.train.metrics import DEFAULT_METRICS, Metric
@@ -86,10 +86,12 @@ def load_dataset(config: BaseModel) -> Dataset:
     if len(dataset) == 0:
         raise DataError(f"data source '{config.data.source.type}' produced no samples.")
     if not np.all(np.isfinite(dataset.x)):
-        row, col = np.argwhere(~np.isfinite(dataset.x))[0]
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(dataset.x))[0])
+        row, rest = where[0], where[1:]
+        name = dataset.feature_names[rest[0]] if len(rest) == 1 and dataset.feature_names else f"position {rest}"
         raise DataError(
-            f"data source '{config.data.source.type}': sample {row}, feature '{dataset.feature_names[col]}' is "
-            f"{dataset.x[row, col]}; remove or fill missing values."
+            f"data source '{config.data.source.type}': sample {row}, feature {name} is "
+            f"{dataset.x[where]}; remove or fill missing values."
         )
     return dataset
 
@@ -198,6 +200,12 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
         metrics[name] = metric
 
     augmentations = [registry.AUGMENTATIONS.create(spec) for spec in config.data.augment]
+    for i, augmentation in enumerate(augmentations):  # a rotate on signals fails here, before any run exists
+        if hasattr(augmentation, "check"):
+            try:
+                augmentation.check(dataset.sample_shape)
+            except NnctlError as exc:
+                raise ConfigError(f"data.augment[{i}]: {exc}") from None
 
     return Experiment(
         penalties=penalties,

@@ -207,6 +207,25 @@ def list_(
 
 @app.command()
 @user_errors
+def augment(
+    config: ConfigPath,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write (PNG, PDF, SVG ...).")] = Path(
+        "augment_preview.png"
+    ),
+    set_: SetOption = None,
+    samples: Annotated[int, typer.Option(min=1, help="Training samples to show (rows).")] = 8,
+    variants: Annotated[int, typer.Option(min=1, help="Augmented copies of each (columns).")] = 5,
+    debug: DebugOption = False,
+) -> None:
+    """Draw training samples next to augmented copies (data.augment), as the network sees them; needs matplotlib."""
+    from nnctl.data.preview import write_preview
+
+    path = write_preview(config, set_ or [], output, samples, variants)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
 def gradcheck(
     config: ConfigPath,
     set_: SetOption = None,

@@ -26,6 +26,8 @@ _BUILTIN_MODULES = (
     "nnctl.data.sources",
     "nnctl.data.function",
     "nnctl.data.sequences",
+    "nnctl.data.images",
+    "nnctl.data.augment",
     "nnctl.train.metrics",
 )
 _builtins_loaded = False

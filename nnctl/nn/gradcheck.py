@@ -71,7 +71,11 @@ def check_layer(layer: Layer, x: np.ndarray, rng: np.random.Generator, max_elems
     dy = rng.standard_normal(y.shape)
     restore()
     dx = layer.backward(dy)
-    analytic = {name: g.copy() for name, g in layer.grads.items()}
+    from nnctl.nn.network import walk
+
+    # Every parameter, a container's inner layers' included ("layers.0.weight").
+    owned = {f"{prefix}{key}": (sub, key) for prefix, sub in walk(layer, "") for key in sub.params}
+    analytic = {name: sub.grads[key].copy() for name, (sub, key) in owned.items()}
 
     def objective() -> float:
         restore()
@@ -81,7 +85,8 @@ def check_layer(layer: Layer, x: np.ndarray, rng: np.random.Generator, max_elems
     errors = {}
     positions = _sample(x.size, max_elems, rng)
     errors["input"] = rel_error(dx.reshape(-1)[positions], numeric_grad(objective, x, positions))
-    for name, param in layer.params.items():
+    for name, (sub, key) in owned.items():
+        param = sub.params[key]
         positions = _sample(param.size, max_elems, rng)
         errors[name] = rel_error(analytic[name].reshape(-1)[positions], numeric_grad(objective, param, positions))
     return errors

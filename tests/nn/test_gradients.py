@@ -66,6 +66,35 @@ LAYER_CASES = {
     "layer_norm": [({}, (5,)), ({}, (3, 4)), ({}, (2, 3, 3))],
     "instance_norm": [({}, (3, 4)), ({}, (2, 3, 3))],
     "group_norm": [({"groups": 2}, (6,)), ({"groups": 2}, (4, 3)), ({"groups": 1}, (2, 3, 3)), ({"groups": 3}, (3, 2, 2))],
+    # nnctl/nn/conv.py, pool.py, reshape.py, residual.py: stride 1 and 2, every padding mode, dilation 2.
+    # tests/nn/test_conv.py adds the naive-convolution comparison and checks the residual's inner parameters.
+    "conv2d": [
+        ({"filters": 3, "kernel_size": 3}, (2, 6, 5)),
+        ({"filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"}, (2, 7, 6)),
+        ({"filters": 2, "kernel_size": [2, 3], "stride": 2, "padding": 1}, (3, 6, 7)),
+        ({"filters": 2, "kernel_size": 3, "padding": "same", "dilation": 2, "activation": "tanh"}, (2, 6, 6)),
+        ({"filters": 2, "kernel_size": 2, "padding": "same", "use_bias": False}, (1, 5, 4)),
+    ],
+    "conv1d": [
+        ({"filters": 3, "kernel_size": 3}, (2, 9)),
+        ({"filters": 2, "kernel_size": 4, "stride": 2, "padding": "same"}, (3, 9)),
+        ({"filters": 2, "kernel_size": 3, "stride": 2, "padding": 2, "dilation": 2, "activation": "relu"}, (2, 11)),
+    ],
+    "max_pool2d": [({}, (2, 4, 6)), ({"pool_size": 3, "stride": 2}, (2, 7, 6)), ({"pool_size": [2, 1]}, (1, 5, 3))],
+    "avg_pool2d": [({}, (2, 4, 4)), ({"pool_size": 2, "stride": 1}, (2, 4, 5))],
+    "global_avg_pool2d": [({}, (3, 4, 5))],
+    "max_pool1d": [({}, (2, 8)), ({"pool_size": 3, "stride": 2}, (2, 9))],
+    "avg_pool1d": [({"pool_size": 3}, (2, 9)), ({"pool_size": 2, "stride": 1}, (2, 5))],
+    "global_avg_pool1d": [({}, (3, 7))],
+    "flatten": [({}, (2, 3, 4))],
+    "reshape": [({"shape": [2, -1]}, (8,))],
+    "residual": [
+        ({"layers": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 4}]}, (4,)),
+        ({"layers": [{"type": "dense", "units": 3, "activation": "tanh"}]}, (5,)),  # dense projection
+        ({"layers": [{"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "activation": "tanh"}]}, (2, 4, 4)),
+        ({"layers": [{"type": "conv2d", "filters": 3, "kernel_size": 3, "stride": 2, "padding": "same"}]}, (2, 6, 6)),
+        ({"layers": [{"type": "residual", "layers": [{"type": "conv1d", "filters": 2, "kernel_size": 3, "padding": "same"}]}]}, (2, 6)),
+    ],
 }
 
 LOSS_CASES = {

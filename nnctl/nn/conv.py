@@ -1,0 +1,265 @@
+"""Convolutions over signals (conv1d, inputs (C, L)) and images (conv2d, inputs (C, H, W)).
+
+Users' layout is channel-first, as in PyTorch and most .npz files. Inside, the engine works
+channels-last: a layer moves the channel axis last (`np.moveaxis`, a view) and returns its result as
+a channel-first *view* of a channels-last array. Conv and pooling layers that follow each other
+therefore pass channels-last memory along without a single transpose copy, the patch matrix of
+im2col is contiguous, and `flatten` still flattens in channel-first order (C, H, W).
+
+Forward: pad, take every patch with `sliding_window_view` (a view), copy it once into the patch
+matrix (N*out_positions, k_h*k_w*C) and multiply by the weight (k_h*k_w*C, filters): one GEMM per
+layer per batch. Backward: dW = patches.T @ dy, dpatches = dy @ W.T, then dx by one slice-add per
+kernel offset (k_h*k_w of them), never `np.add.at`, never a loop over samples.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import Field, model_validator
+
+from nnctl.errors import ConfigError
+from nnctl.nn.activations import ACTIVATION_NAMES
+from nnctl.nn.init import Init, initialize
+from nnctl.nn.layer import Layer
+from nnctl.registry import LAYERS, Params
+
+Padding = Literal["valid", "same"] | int
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """(N, C, *S) -> (N, *S, C) view."""
+    return np.moveaxis(x, 1, -1)
+
+
+def channels_first(x: np.ndarray) -> np.ndarray:
+    """(N, *S, C) -> (N, C, *S) view."""
+    return np.moveaxis(x, -1, 1)
+
+
+def require_spatial(layer: Layer, input_shape: tuple[int, ...], dims: int) -> None:
+    """Inputs must be (C, L) for 1-D layers and (C, H, W) for 2-D layers."""
+    if len(input_shape) != dims + 1:
+        want = "(channels, length)" if dims == 1 else "(channels, height, width)"
+        hint = (
+            "use an image/signal data source (digits_images, image_npz, image_csv with shape:, image_folder) "
+            "or a `reshape` layer before it"
+            if len(input_shape) == 1
+            else "check the data's sample shape or add a `reshape` layer"
+        )
+        raise ConfigError(f"layer '{layer.name}' expects inputs {want} but gets shape {input_shape}; {hint}.")
+
+
+def _tuple(value: int | tuple[int, ...] | list[int], dims: int, what: str) -> tuple[int, ...]:
+    values = (value,) * dims if isinstance(value, int) else tuple(value)
+    if len(values) != dims:
+        raise ConfigError(f"{what} needs {dims} value(s), got {list(values)}")
+    return values
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) so that out = ceil(size / stride), the extra pixel going after (as TensorFlow)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _Conv(Layer):
+    """Shared N-d convolution over channels-last data; `dims` = 1 (signals) or 2 (images)."""
+
+    dims: int
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        stride=1,
+        padding: Padding = "valid",
+        dilation=1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        init: str = "he_uniform",
+    ):
+        super().__init__()
+        self.filters = filters
+        self.kernel = _tuple(kernel_size, self.dims, "kernel_size")
+        self.stride = _tuple(stride, self.dims, "stride")
+        self.dilation = _tuple(dilation, self.dims, "dilation")
+        self.padding = padding
+        self.use_bias = use_bias
+        self.init = init
+        self.activation = LAYERS.get(activation).component() if activation and activation != "linear" else None
+        self._buffers: dict[str, np.ndarray] = {}
+
+    # --- shapes -----------------------------------------------------------------------------------
+
+    def _build(self, input_shape, rng):
+        require_spatial(self, input_shape, self.dims)
+        channels, sizes = input_shape[0], input_shape[1:]
+        self.effective = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
+        if self.padding == "same":
+            self.pads = tuple(
+                same_padding(s, e, st) for s, e, st in zip(sizes, self.effective, self.stride, strict=True)
+            )
+        else:
+            p = 0 if self.padding == "valid" else int(self.padding)
+            self.pads = ((p, p),) * self.dims
+        padded = tuple(s + a + b for s, (a, b) in zip(sizes, self.pads, strict=True))
+        if any(e > p for e, p in zip(self.effective, padded, strict=True)):
+            kernel = "x".join(map(str, self.effective))
+            raise ConfigError(
+                f"kernel {kernel} (kernel_size {'x'.join(map(str, self.kernel))}, dilation "
+                f"{'x'.join(map(str, self.dilation))}) is larger than its padded input "
+                f"{'x'.join(map(str, padded))} (input {input_shape}, padding {self.padding!r}). Use a smaller "
+                "kernel or dilation, padding: same, or fewer pooling layers before it."
+            )
+        self.padded = padded
+        self.out_sizes = tuple((p - e) // s + 1 for p, e, s in zip(padded, self.effective, self.stride, strict=True))
+        fan_in = int(np.prod(self.kernel)) * channels
+        # Stored (*kernel, C_in, filters) (TensorFlow's HWIO): the forward GEMM reads it as (k*k*C, F) for free.
+        shape = (*self.kernel, channels, self.filters)
+        self._param("weight", initialize(self.init, shape, fan_in, self.filters * int(np.prod(self.kernel)), rng))
+        if self.use_bias:
+            self._param("bias", np.zeros(self.filters))
+        out_shape = (self.filters, *self.out_sizes)
+        if self.activation is not None:
+            self.activation.build(out_shape, rng, self.dtype)
+        return out_shape
+
+    # --- numerics ---------------------------------------------------------------------------------
+
+    def _buffer(self, key: str, shape: tuple[int, ...], zero: bool = False) -> np.ndarray:
+        """A scratch array kept between steps (internal use only, never returned)."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = np.zeros(shape, dtype=self.dtype)
+            self._buffers[key] = buf
+        elif zero:
+            buf.fill(0)
+        return buf
+
+    def _offsets(self):
+        """Per kernel offset: (index into the patch's kernel axes, slices of the padded input it reads)."""
+        for offset in itertools.product(*(range(k) for k in self.kernel)):
+            slices = tuple(
+                slice(o * d, o * d + s * (n - 1) + 1, s)
+                for o, d, s, n in zip(offset, self.dilation, self.stride, self.out_sizes, strict=True)
+            )
+            yield offset, slices
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        n = len(x)
+        xh = channels_last(x)  # (N, *S, C); a contiguous view when the previous layer is a conv/pool
+        channels = xh.shape[-1]
+        spatial = tuple(range(1, self.dims + 1))
+        if any(a or b for a, b in self.pads):
+            # Training reuses one padded scratch array (its border stays zero); eval may run on other batches.
+            padded_shape = (n, *self.padded, channels)
+            xp = self._buffer("padded", padded_shape) if training else np.zeros(padded_shape, dtype=self.dtype)
+            inner = tuple(slice(a, a + s) for (a, _), s in zip(self.pads, xh.shape[1:-1], strict=True))
+            xp[(slice(None), *inner)] = xh
+        else:
+            xp = xh
+        windows = sliding_window_view(xp, self.effective, axis=spatial)  # (N, *S', C, *effective)
+        pick = (slice(None),) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)
+        pick += tuple(slice(None, None, d) for d in self.dilation)
+        windows = windows[pick]  # (N, *out, C, *kernel)
+        order = (0, *spatial, *range(self.dims + 2, 2 * self.dims + 2), self.dims + 1)
+        patch_shape = (n, *self.out_sizes, *self.kernel, channels)
+        patches = self._buffer("patches", patch_shape) if training else np.empty(patch_shape, dtype=self.dtype)
+        np.copyto(patches, windows.transpose(order))  # the one im2col copy: (N, *out, *kernel, C)
+        rows = n * int(np.prod(self.out_sizes))
+        cols = patches.reshape(rows, -1)  # (N*out, k*k*C)
+        y = np.dot(cols, self.params["weight"].reshape(-1, self.filters))  # (N*out, F), channels-last
+        if self.use_bias:
+            y += self.params["bias"]
+        if training:
+            self._cache = (cols, xh.shape)
+        y = channels_first(y.reshape(n, *self.out_sizes, self.filters))  # (N, F, *out) view
+        if self.activation is not None:
+            y = self.activation.forward(y, training=training)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        cols, in_shape = self._take_cache()
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        dy2 = np.ascontiguousarray(channels_last(dy)).reshape(len(cols), self.filters)  # (N*out, F)
+        weight = self.params["weight"].reshape(-1, self.filters)
+        np.dot(cols.T, dy2, out=self.grads["weight"].reshape(weight.shape))
+        if self.use_bias:
+            np.sum(dy2, axis=0, out=self.grads["bias"])
+        if not self.needs_input_grad:
+            return None  # type: ignore[return-value]
+        n = in_shape[0]
+        dpatches = np.dot(dy2, weight.T, out=self._buffer("dpatches", cols.shape))
+        dpatches = dpatches.reshape(n, *self.out_sizes, *self.kernel, in_shape[-1])
+        dxp = np.zeros((n, *self.padded, in_shape[-1]), dtype=self.dtype)
+        lead = (slice(None),) * (self.dims + 1)
+        for offset, slices in self._offsets():  # k*k slice-adds over the whole batch
+            dxp[(slice(None), *slices)] += dpatches[lead + offset]
+        inner = tuple(slice(a, a + s) for (a, _), s in zip(self.pads, in_shape[1:-1], strict=True))
+        return channels_first(dxp[(slice(None), *inner)])
+
+    def describe(self) -> str:
+        parts = [f"{self.filters}", "x".join(map(str, self.kernel))]
+        if any(s != 1 for s in self.stride):
+            parts.append(f"stride {'x'.join(map(str, self.stride))}")
+        if any(d != 1 for d in self.dilation):
+            parts.append(f"dilation {'x'.join(map(str, self.dilation))}")
+        parts.append(str(self.padding))
+        if self.activation is not None:
+            parts.append(self.activation.name)
+        return f"{self.name}({', '.join(parts)})"
+
+
+def _conv_params(dims: int) -> type[Params]:
+    size = int if dims == 1 else (int | tuple[int, int])
+    kernel_help = "Kernel length." if dims == 1 else "Kernel (height, width); one int for a square kernel."
+
+    class ConvParams(Params):
+        filters: int = Field(..., gt=0, description="Number of output channels (filters).")
+        kernel_size: size = Field(..., description=kernel_help)  # type: ignore[valid-type]
+        stride: size = Field(1, description="Step between output positions.")  # type: ignore[valid-type]
+        padding: Padding = Field(
+            "valid",
+            description="valid (no padding), same (output size = ceil(input / stride), zeros added), "
+            "or a number of zeros added on each side.",
+        )
+        dilation: size = Field(1, description="Spacing between kernel taps (1 = a plain convolution).")  # type: ignore[valid-type]
+        activation: Literal[ACTIVATION_NAMES] | None = Field(  # type: ignore[valid-type]
+            None, description="Shorthand for an activation layer right after this one (null = none)."
+        )
+        use_bias: bool = Field(True, description="Add a learned bias per filter.")
+        init: Init = Field("he_uniform", description="Weight initialiser (fan_in = kernel size x input channels).")
+
+        @model_validator(mode="after")
+        def _positive(self):
+            for key in ("kernel_size", "stride", "dilation"):
+                value = getattr(self, key)
+                if any(v < 1 for v in ((value,) if isinstance(value, int) else value)):
+                    raise ValueError(f"{key} must be at least 1, got {value}")
+            if isinstance(self.padding, int) and self.padding < 0:
+                raise ValueError(f"padding must be 'valid', 'same' or a number >= 0, got {self.padding}")
+            return self
+
+    return ConvParams
+
+
+@LAYERS.register("conv2d")
+class Conv2D(_Conv):
+    """y[n, f, i, j] = sum over c, a, b of x_pad[n, c, i*s + a*d, j*s + b*d] * weight[a, b, c, f] + bias[f]; inputs (C, H, W)."""
+
+    dims = 2
+    Params = _conv_params(2)
+
+
+@LAYERS.register("conv1d")
+class Conv1D(_Conv):
+    """y[n, f, i] = sum over c, a of x_pad[n, c, i*s + a*d] * weight[a, c, f] + bias[f]; inputs (C, L)."""
+
+    dims = 1
+    Params = _conv_params(1)

@@ -1,0 +1,207 @@
+"""Pooling over signals (C, L) and images (C, H, W): max, average, and global average.
+
+Like the convolutions, pooling works channels-last inside (see conv.py) and loops over the window's
+k*k offsets, each a strided slice of the whole batch: no loop over samples, no window copies.
+Max pooling routes the gradient to the first maximum of each window (as PyTorch does).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from nnctl.errors import ConfigError
+from nnctl.nn.conv import _tuple, channels_first, channels_last, require_spatial
+from nnctl.nn.layer import Layer
+from nnctl.registry import LAYERS, Params
+
+
+def _pool_params(dims: int) -> type[Params]:
+    size = int if dims == 1 else (int | tuple[int, int])
+
+    class PoolParams(Params):
+        pool_size: size = Field(
+            2, description="Window size; one int for a square window." if dims == 2 else "Window length."
+        )  # type: ignore[valid-type]
+        stride: size | None = Field(  # type: ignore[valid-type]
+            None, description="Step between windows; null = pool_size (non-overlapping windows)."
+        )
+
+        @model_validator(mode="after")
+        def _positive(self):
+            for key in ("pool_size", "stride"):
+                value = getattr(self, key)
+                if value is not None and any(v < 1 for v in ((value,) if isinstance(value, int) else value)):
+                    raise ValueError(f"{key} must be at least 1, got {value}")
+            return self
+
+    return PoolParams
+
+
+class _Pool(Layer):
+    """Shared window bookkeeping; subclasses give the reduction. Windows that do not fit are dropped."""
+
+    dims: int
+
+    def __init__(self, pool_size=2, stride=None):
+        super().__init__()
+        self.pool = _tuple(pool_size, self.dims, "pool_size")
+        self.stride = _tuple(stride, self.dims, "stride") if stride is not None else self.pool
+        self._slices: list | None = None
+
+    def _build(self, input_shape, rng):
+        require_spatial(self, input_shape, self.dims)
+        sizes = input_shape[1:]
+        self._slices = None
+        if any(k > s for k, s in zip(self.pool, sizes, strict=True)):
+            raise ConfigError(
+                f"pool window {'x'.join(map(str, self.pool))} is larger than its input {input_shape}; use a smaller "
+                "pool_size or fewer pooling layers."
+            )
+        self.out_sizes = tuple((s - k) // st + 1 for s, k, st in zip(sizes, self.pool, self.stride, strict=True))
+        # Non-overlapping windows that tile the input exactly: the backward assigns instead of adding.
+        self.tiles = self.stride == self.pool and all(
+            o * k == s for o, k, s in zip(self.out_sizes, self.pool, sizes, strict=True)
+        )
+        return (input_shape[0], *self.out_sizes)
+
+    def _offsets(self) -> list[tuple[slice, ...]]:
+        """Per window offset, the slices of the input (channels-last) it reads, for every window at once."""
+        if self._slices is None:
+            self._slices = [
+                (slice(None),)
+                + tuple(
+                    slice(o, o + s * (n - 1) + 1, s)
+                    for o, s, n in zip(offset, self.stride, self.out_sizes, strict=True)
+                )
+                for offset in itertools.product(*(range(k) for k in self.pool))
+            ]
+        return self._slices
+
+    def describe(self) -> str:
+        text = "x".join(map(str, self.pool))
+        if self.stride != self.pool:
+            text += f", stride {'x'.join(map(str, self.stride))}"
+        return f"{self.name}({text})"
+
+
+class _MaxPool(_Pool):
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xh = channels_last(x)  # (N, *S, C)
+        offsets = self._offsets()
+        y = xh[offsets[0]].copy()  # (N, *out, C)
+        for sl in offsets[1:]:
+            np.maximum(y, xh[sl], out=y)
+        if training:
+            self._cache = (xh, y)
+        return channels_first(y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xh, y = self._take_cache()
+        rest = channels_last(dy)  # gradient not yet handed to a window position
+        dx = np.empty(xh.shape, dtype=dy.dtype) if self.tiles else np.zeros(xh.shape, dtype=dy.dtype)
+        for sl in self._offsets():
+            share = rest * (xh[sl] == y)  # the first position holding the maximum takes it all...
+            rest = rest - share  # ...and later ties get exactly 0
+            if self.tiles:
+                dx[sl] = share
+            else:
+                dx[sl] += share
+        return channels_first(dx)
+
+
+class _AvgPool(_Pool):
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xh = channels_last(x)
+        offsets = self._offsets()
+        y = xh[offsets[0]].copy()
+        for sl in offsets[1:]:
+            y += xh[sl]
+        y *= np.asarray(1.0 / len(offsets), dtype=y.dtype)
+        if training:
+            self._cache = xh.shape
+        return channels_first(y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        in_shape = self._take_cache()
+        share = channels_last(dy) * np.asarray(1.0 / np.prod(self.pool), dtype=dy.dtype)
+        dx = np.empty(in_shape, dtype=dy.dtype) if self.tiles else np.zeros(in_shape, dtype=dy.dtype)
+        for sl in self._offsets():
+            if self.tiles:
+                dx[sl] = share
+            else:
+                dx[sl] += share
+        return channels_first(dx)
+
+
+class _GlobalAvgPool(Layer):
+    """y[n, c] = mean of x[n, c] over all positions: (C, *S) -> (C,)."""
+
+    dims: int
+
+    def _build(self, input_shape, rng):
+        require_spatial(self, input_shape, self.dims)
+        return (input_shape[0],)
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xh = channels_last(x)
+        n, c = len(x), x.shape[1]
+        y = xh.reshape(n, -1, c).mean(axis=1) if xh.flags.c_contiguous else x.mean(axis=tuple(range(2, x.ndim)))
+        if training:
+            self._cache = xh.shape
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        in_shape = self._take_cache()
+        positions = int(np.prod(in_shape[1:-1]))
+        dx = np.empty(in_shape, dtype=dy.dtype)
+        dx[...] = (dy * np.asarray(1.0 / positions, dtype=dy.dtype))[(slice(None),) + (None,) * self.dims]
+        return channels_first(dx)
+
+
+@LAYERS.register("max_pool2d")
+class MaxPool2D(_MaxPool):
+    """y[n, c, i, j] = max of x[n, c] over the window at (i*s, j*s); inputs (C, H, W)."""
+
+    dims = 2
+    Params = _pool_params(2)
+
+
+@LAYERS.register("avg_pool2d")
+class AvgPool2D(_AvgPool):
+    """y[n, c, i, j] = mean of x[n, c] over the window at (i*s, j*s); inputs (C, H, W)."""
+
+    dims = 2
+    Params = _pool_params(2)
+
+
+@LAYERS.register("max_pool1d")
+class MaxPool1D(_MaxPool):
+    """y[n, c, i] = max of x[n, c] over the window at i*s; inputs (C, L)."""
+
+    dims = 1
+    Params = _pool_params(1)
+
+
+@LAYERS.register("avg_pool1d")
+class AvgPool1D(_AvgPool):
+    """y[n, c, i] = mean of x[n, c] over the window at i*s; inputs (C, L)."""
+
+    dims = 1
+    Params = _pool_params(1)
+
+
+@LAYERS.register("global_avg_pool2d")
+class GlobalAvgPool2D(_GlobalAvgPool):
+    """y[n, c] = mean of x[n, c, :, :]: (C, H, W) -> (C,), a flat vector for dense layers."""
+
+    dims = 2
+
+
+@LAYERS.register("global_avg_pool1d")
+class GlobalAvgPool1D(_GlobalAvgPool):
+    """y[n, c] = mean of x[n, c, :]: (C, L) -> (C,)."""
+
+    dims = 1
