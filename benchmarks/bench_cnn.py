@@ -97,9 +97,16 @@ def torch_epoch(torch, x: np.ndarray, y: np.ndarray, layers, losses: list[float]
     """The same network in PyTorch (NCHW, weights copied from nnctl's), randperm batches, SGD momentum."""
     nn = torch.nn
     model = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, CLASSES),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Linear(128, CLASSES),
     )
     ours = [layer for layer in layers if "weight" in layer.params]
     theirs = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -133,7 +140,9 @@ def torch_epoch(torch, x: np.ndarray, y: np.ndarray, layers, losses: list[float]
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per side after one warm-up epoch (median reported)")
+    p.add_argument(
+        "--epochs", type=int, default=3, help="timed epochs per side after one warm-up epoch (median reported)"
+    )
     p.add_argument("--samples", type=int, default=None, help="number of samples (default 10000; 1024 with --quick)")
     args = p.parse_args()
     samples = args.samples or (1024 if args.quick else 10_000)
@@ -169,9 +178,15 @@ def main() -> None:
 
     result = {
         "benchmark": "cnn",
-        "workload": {"layers": "conv3x3(32,same)-relu-maxpool2-conv3x3(64,same)-relu-maxpool2-dense128-relu-dense10",
-                     "input": [1, SIZE, SIZE], "optimizer": f"sgd lr={LR} momentum={MOMENTUM}", "batch_size": BATCH,
-                     "samples": samples, "timed_epochs": epochs, "dtype": "float32"},
+        "workload": {
+            "layers": "conv3x3(32,same)-relu-maxpool2-conv3x3(64,same)-relu-maxpool2-dense128-relu-dense10",
+            "input": [1, SIZE, SIZE],
+            "optimizer": f"sgd lr={LR} momentum={MOMENTUM}",
+            "batch_size": BATCH,
+            "samples": samples,
+            "timed_epochs": epochs,
+            "dtype": "float32",
+        },
         "machine": machine_info(torch),
         "steal_fraction": steal.fraction(),
         "data_s": data_s,
@@ -183,14 +198,18 @@ def main() -> None:
     nn_med = result["nnctl"]["median_s"]
     result["ratio_torch_over_nnctl"] = None if result["torch"] is None else result["torch"]["median_s"] / nn_med
     if result["torch"] is not None:
-        result["torch"]["ratio_per_round"] = [t / n for t, n in zip(result["torch"]["times_s"], result["nnctl"]["times_s"], strict=True)]
+        result["torch"]["ratio_per_round"] = [
+            t / n for t, n in zip(result["torch"]["times_s"], result["nnctl"]["times_s"], strict=True)
+        ]
 
     def line(label: str, res: dict | None) -> str:
         if res is None:
             return f"{label:<8} (torch not installed or --no-torch)"
         each = ", ".join(f"{t:.3f}" for t in res["times_s"])
-        return (f"{label:<8} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
-                f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})")
+        return (
+            f"{label:<8} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
+            f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})"
+        )
 
     m = result["machine"]
     steal_txt = "n/a" if result["steal_fraction"] is None else f"{100 * result['steal_fraction']:.0f} %"

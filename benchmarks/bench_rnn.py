@@ -155,11 +155,19 @@ def main() -> None:
 
     result = {
         "benchmark": "rnn",
-        "workload": {"layers": f"gru({UNITS}) -> dense({CLASSES})", "length": LENGTH, "features": FEATURES,
-                     "optimizer": f"adam lr={LR}", "loss": "cross_entropy", "batch_size": BATCH, "samples": samples,
-                     "timed_epochs": epochs, "dtype": "float32",
-                     "method": "one warm-up epoch per side, then timed epochs interleaved round-robin; nnctl on a "
-                               "continued experiment with train.epochs=1 per train() call"},
+        "workload": {
+            "layers": f"gru({UNITS}) -> dense({CLASSES})",
+            "length": LENGTH,
+            "features": FEATURES,
+            "optimizer": f"adam lr={LR}",
+            "loss": "cross_entropy",
+            "batch_size": BATCH,
+            "samples": samples,
+            "timed_epochs": epochs,
+            "dtype": "float32",
+            "method": "one warm-up epoch per side, then timed epochs interleaved round-robin; nnctl on a "
+            "continued experiment with train.epochs=1 per train() call",
+        },
         "machine": machine_info(torch),
         "steal_fraction": steal.fraction(),
         "data_s": data_s,
@@ -170,14 +178,18 @@ def main() -> None:
     nn_med = result["nnctl"]["median_s"]
     result["ratio_torch_over_nnctl"] = None if result["torch"] is None else result["torch"]["median_s"] / nn_med
     if result["torch"] is not None:
-        result["torch"]["ratio_per_round"] = [t / n for t, n in zip(result["torch"]["times_s"], result["nnctl"]["times_s"], strict=True)]
+        result["torch"]["ratio_per_round"] = [
+            t / n for t, n in zip(result["torch"]["times_s"], result["nnctl"]["times_s"], strict=True)
+        ]
 
     def line(label: str, res: dict | None) -> str:
         if res is None:
             return f"{label:<8} (torch not installed or --no-torch)"
         each = ", ".join(f"{t:.3f}" for t in res["times_s"])
-        return (f"{label:<8} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
-                f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})")
+        return (
+            f"{label:<8} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
+            f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})"
+        )
 
     m = result["machine"]
     steal_txt = "n/a" if result["steal_fraction"] is None else f"{100 * result['steal_fraction']:.0f} %"
@@ -193,8 +205,10 @@ def main() -> None:
     emit(result, args.json, lines)
 
     if args.profile:
-        print(f"--- cProfile of one nnctl epoch (continued experiment) ---\n{profile_top(lambda: train(experiment))}",
-              file=sys.stderr)
+        print(
+            f"--- cProfile of one nnctl epoch (continued experiment) ---\n{profile_top(lambda: train(experiment))}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ targets) happens here, before a run directory exists.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from nnctl.data.transforms import Normalizer
 from nnctl.errors import ConfigError, DataError, NnctlError
 from nnctl.nn.activations import Softmax
 from nnctl.nn.network import Network
-from nnctl.train.metrics import DEFAULT_METRICS, Metric
+from nnctl.train.metrics import Metric, build_metrics
 
 # Independent random streams, each a pure function of the seed (and epoch/step where it applies).
 STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_LAYERS = 0, 1, 2, 3, 4, 5
@@ -66,17 +67,36 @@ class Experiment:
             pred = pred.astype(np.float64) * self.target_normalizer.scale + self.target_normalizer.shift
         return pred
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and metrics on one split, computed in eval mode."""
+    def probabilities(self, out: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities from network outputs (classification losses only)."""
+        return self.loss.probabilities(out)
+
+    def evaluate(self, split: str, extra: Sequence = (), batch_size: int = 1024) -> dict[str, float]:
+        """Loss and metrics on one split, in eval mode, streamed over batches (no split-sized outputs).
+
+        `extra` are more streaming accumulators (reset/update(y, pred, proba)), e.g. a confusion
+        matrix, fed in the same pass; the caller reads their result()."""
         data = self.splits[split]
-        if len(data) == 0:
+        n = len(data)
+        if n == 0:
             return {}
-        out = self.network.predict(data.x)
-        results = {"loss": self.loss.forward(out, data.y)}
-        self.loss._cache = None
-        pred = self.predictions(out)
-        for name, metric in self.metrics.items():
-            results[name] = metric(data.y_true, pred)
+        accumulators = [*self.metrics.values(), *extra]
+        need_proba = any(getattr(m, "needs_proba", False) for m in accumulators)
+        for metric in accumulators:
+            metric.reset()
+        loss_sum = 0.0
+        for start in range(0, n, batch_size):
+            rows = slice(start, start + batch_size)
+            out = self.network.forward(data.x[rows], training=False)
+            loss_sum += self.loss.forward(out, data.y[rows]) * len(out)  # batch mean -> sum
+            self.loss._cache = None
+            pred = self.predictions(out)
+            proba = self.probabilities(out) if need_proba else None
+            for metric in accumulators:
+                metric.update(data.y_true[rows], pred, proba)
+        results = {"loss": loss_sum / n}
+        for column, metric in self.metrics.items():
+            results[column] = metric.result()
         return results
 
 
@@ -158,8 +178,12 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
     train_idx = indices["train"] if dataset.task == "regression" else [0]
     stored = stored or {}
     norm = config.data.normalize
-    normalizer = _normalizer(Normalizer(norm.method, norm.per, norm.range), dataset.x[indices["train"]], stored.get("norm"))
-    target_normalizer = _normalizer(Normalizer(config.data.target_normalize), targets_2d[train_idx], stored.get("target_norm"))
+    normalizer = _normalizer(
+        Normalizer(norm.method, norm.per, norm.range), dataset.x[indices["train"]], stored.get("norm")
+    )
+    target_normalizer = _normalizer(
+        Normalizer(config.data.target_normalize), targets_2d[train_idx], stored.get("target_norm")
+    )
 
     splits = {}
     for name in SPLITS:
@@ -191,13 +215,12 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
         network.flat_params, network.flat_grads, network.decay_mask()
     )
     penalties, constraints = build_regularization(config, network)
-    metric_names = list(config.metrics) or DEFAULT_METRICS[dataset.task]
-    metrics = {}
-    for name in metric_names:
-        metric = registry.METRICS.get(name).component()
-        if metric.task != dataset.task:
-            raise ConfigError(f"metrics: '{name}' is a {metric.task} metric, but the data are a {dataset.task} task.")
-        metrics[name] = metric
+    metrics = build_metrics(config.metrics, dataset.task, dataset.num_classes)
+    if any(m.needs_proba for m in metrics.values()) and not hasattr(loss, "probabilities"):
+        needing = ", ".join(c for c, m in metrics.items() if m.needs_proba)
+        raise ConfigError(
+            f"metrics: {needing} need class probabilities, which loss '{config.loss.type}' does not give."
+        )
 
     augmentations = [registry.AUGMENTATIONS.create(spec) for spec in config.data.augment]
     for i, augmentation in enumerate(augmentations):  # a rotate on signals fails here, before any run exists

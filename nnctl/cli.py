@@ -94,8 +94,7 @@ def train(
 ) -> None:
     """Train the experiment in CONFIG (writes runs/<name>/<stamp>/), or continue one with --resume RUN_DIR."""
     from nnctl.console import ConsoleReporter, make_console, stdout_json
-    from nnctl.errors import DivergedError
-    from nnctl.errors import NnctlError
+    from nnctl.errors import DivergedError, NnctlError
     from nnctl.session import resume_training, run_training
     from nnctl.train.trainer import SilentReporter, StopFlag
 
@@ -156,14 +155,27 @@ def eval_(
     if checkpoint not in ("best", "last"):
         raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
     result = evaluate_run(run_dir, split, checkpoint, allow_plugins)
+    from nnctl.train.report import confusion_table, per_class_table, save_eval
+
+    try:  # eval/<split>-<checkpoint>.json (+ -confusion.csv) in the run directory
+        written = [str(p) for p in save_eval(run_dir, checkpoint, result)]
+    except OSError as exc:
+        written = []
+        make_console(stderr=True).print(f"[yellow]note:[/] could not save the evaluation in {run_dir}: {exc}")
     if json_:
-        stdout_json({"run_dir": str(run_dir), "checkpoint": checkpoint, **result})
+        stdout_json({"run_dir": str(run_dir), "checkpoint": checkpoint, **result, "files": written})
     else:
-        make_console().print(
+        console = make_console()
+        console.print(
             metrics_table(
                 f"{run_dir} — {split} ({result['samples']} samples, {checkpoint} checkpoint)", result["metrics"]
             )
         )
+        if "per_class" in result:
+            console.print(per_class_table(result))
+            console.print(confusion_table(result))
+        for path in written:
+            console.print(f"wrote {path}")
 
 
 @app.command()
@@ -207,6 +219,24 @@ def list_(
 
 @app.command()
 @user_errors
+def gradcheck(
+    config: ConfigPath,
+    set_: SetOption = None,
+    samples: Annotated[int, typer.Option(help="Batch size of the random input.")] = 4,
+    debug: DebugOption = False,
+) -> None:
+    """Finite-difference gradient check (float64) of the network and loss in CONFIG."""
+    from nnctl.console import make_console
+    from nnctl.session import gradcheck_config
+
+    table, ok = gradcheck_config(config, set_ or [], samples)
+    make_console().print(table)
+    if not ok:
+        raise typer.Exit(code=EXIT_BUG)
+
+
+@app.command()
+@user_errors
 def augment(
     config: ConfigPath,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write (PNG, PDF, SVG ...).")] = Path(
@@ -226,20 +256,237 @@ def augment(
 
 @app.command()
 @user_errors
-def gradcheck(
-    config: ConfigPath,
-    set_: SetOption = None,
-    samples: Annotated[int, typer.Option(help="Batch size of the random input.")] = 4,
+def sweep(
+    sweep_file: Annotated[Path | None, typer.Argument(help="Sweep YAML file.", show_default=False)] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="A sweep folder to finish: runs only its missing trials.")
+    ] = None,
+    parallel: Annotated[int, typer.Option("--parallel", "-j", help="Trials at once (local worker processes).")] = 1,
+    executor: Annotated[str, typer.Option(help="local (worker processes) or dask (a Dask cluster).")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Dask scheduler, e.g. tcp://scheduler:8786 (default: a local cluster).")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Folder under which sweeps/<name>/<stamp>/ is created.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Finite-difference gradient check (float64) of the network and loss in CONFIG."""
-    from nnctl.console import make_console
-    from nnctl.session import gradcheck_config
+    """Run a hyperparameter sweep (grid, random or tpe); exit 4 when some trials failed."""
+    from nnctl.console import make_console, stdout_json
+    from nnctl.errors import NnctlError
+    from nnctl.sweep.executors import make_executor
+    from nnctl.sweep.live import SilentView, SweepView
+    from nnctl.sweep.runner import Runner, open_sweep, prepare_sweep
 
-    table, ok = gradcheck_config(config, set_ or [], samples)
-    make_console().print(table)
-    if not ok:
-        raise typer.Exit(code=EXIT_BUG)
+    if (sweep_file is None) == (resume is None):
+        raise NnctlError("give a sweep file, or --resume SWEEP_DIR (not both).")
+    plan = open_sweep(resume) if resume else prepare_sweep(sweep_file, runs_dir)
+    view = SilentView() if quiet else SweepView(make_console(stderr=json_))
+    outcome = Runner(plan, make_executor(executor, parallel, address), view).run()
+    if json_:
+        best = outcome.best
+        stdout_json(
+            {
+                "sweep_dir": str(outcome.path),
+                "status": outcome.status,
+                "counts": outcome.counts(),
+                "best": best and {k: best.get(k) for k in ("trial", "objective", "params", "metrics", "run_dir")},
+                "best_config": str(outcome.path / "best.yaml") if best else None,
+            }
+        )
+    if outcome.exit_code:
+        raise typer.Exit(code=outcome.exit_code)
+
+
+RunDirArgument = Annotated[Path, typer.Argument(help="A run directory written by `nnctl train`.", show_default=False)]
+CheckpointOption = Annotated[str, typer.Option(help="Weights to draw with: best or last.")]
+AllowPluginsOption = Annotated[bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")]
+
+
+@app.command()
+@user_errors
+def plot(
+    run_dir: RunDirArgument,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            "-k",
+            help="curves, playground, fit, confusion or misclassified (repeatable; default: every kind that fits the run).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for the PNGs (default: RUN_DIR/plots).")
+    ] = None,
+    checkpoint: CheckpointOption = "best",
+    allow_plugins: AllowPluginsOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Draw a run as PNGs: learning curves, the Playground picture or the fitted curve, confusion matrix, misclassified images; needs matplotlib."""
+    from nnctl.errors import NnctlError
+    from nnctl.viz.plots import write_plots
+
+    if checkpoint not in ("best", "last"):
+        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+    for path in write_plots(run_dir, kind or None, output, checkpoint, allow_plugins):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run directories (a sweep folder stands for its trials).", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write.")] = Path("compare.png"),
+    debug: DebugOption = False,
+) -> None:
+    """Overlay several runs' learning curves, labelled by what differs between their configs; needs matplotlib."""
+    from nnctl.viz.compare import write_compare
+
+    typer.echo(f"wrote {write_compare(run_dirs, output)}")
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory or a sweep folder.", show_default=False)],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: RUN_DIR/report.html).")
+    ] = None,
+    checkpoint: CheckpointOption = "best",
+    allow_plugins: AllowPluginsOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Write one self-contained HTML report (config, network, metrics, plots, status) of a run or a sweep."""
+    from nnctl.console import make_console
+    from nnctl.errors import NnctlError
+    from nnctl.viz.report import write_report
+
+    if checkpoint not in ("best", "last"):
+        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+    path, notes = write_report(run_dir, output, checkpoint, allow_plugins)
+    for note in notes:
+        make_console(stderr=True).print(f"[yellow]note:[/] {note}")
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def playground(
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="A TensorFlow Playground link, quoted: 'https://playground.tensorflow.org/#...'.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Config file to write (default: print it).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="train.epochs (the Playground runs until you pause it).")] = 500,
+    compat: Annotated[
+        bool,
+        typer.Option(
+            "--compat/--no-compat",
+            help="The Playground's own loss, initialisation and update (default), or nnctl's usual choices.",
+        ),
+    ] = True,
+    debug: DebugOption = False,
+) -> None:
+    """Turn a TensorFlow Playground link into an nnctl config that trains the same experiment."""
+    from nnctl.playground_url import config_yaml
+
+    text = config_yaml(url, compat, epochs)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from nnctl.runs.rundir import atomic_write
+
+    atomic_write(output, text.encode("utf-8"))
+    typer.echo(f"wrote {output}; train it with: nnctl train {output}")
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: RunDirArgument,
+    input_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Inputs: .csv with the training feature columns by name, or .npz with array x.", show_default=False
+        ),
+    ],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV file to write (default: stdout).")] = None,
+    proba: Annotated[
+        bool, typer.Option("--proba", help="Add one probability column per class (proba_<class>).")
+    ] = False,
+    checkpoint: CheckpointOption = "best",
+    allow_plugins: AllowPluginsOption = False,
+    json_: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Predict INPUT with a trained run: stored normalization (and Playground features) applied; CSV out."""
+    from nnctl.predict import predict_file, predictions_csv
+
+    result = predict_file(run_dir, input_file, output, proba, checkpoint, allow_plugins)
+    if json_:
+        from nnctl.console import stdout_json
+
+        document = {
+            "run_dir": str(run_dir),
+            "checkpoint": checkpoint,
+            "input": str(input_file),
+            "samples": result.samples,
+            "output": str(result.output) if result.output else None,
+            "classes": result.classes,
+            "columns": result.columns,
+        }
+        if result.output is None:
+            document["rows"] = result.rows
+        stdout_json(document)
+    elif result.output is None:
+        sys.stdout.write(predictions_csv(result.columns, result.rows))
+    else:
+        typer.echo(f"wrote {result.samples} predictions to {result.output}", err=True)
+
+
+@app.command()
+@user_errors
+def runs(
+    runs_dir: Annotated[Path, typer.Argument(help="Folder holding <name>/<stamp>/ run directories.")] = Path("runs"),
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="Order by a final metric (val_accuracy, val_loss ...; best first: accuracy-like descending, losses "
+            "ascending), best (the monitored best value), best.<column>, epochs, seconds, name. Default: by start.",
+        ),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs with this status (completed, diverged ...; comma-separated)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs whose name contains this text.")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
+    json_: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Table of the runs under RUNS_DIR: status, epochs, best and final metrics, duration."""
+    from nnctl.console import make_console, stdout_json
+    from nnctl.runs.listing import list_runs, runs_table
+
+    records = list_runs(runs_dir, sort, status, name, reverse)
+    if json_:
+        stdout_json(records)
+    elif not records:
+        make_console(stderr=True).print(f"no runs under {runs_dir}" + (" match the filters" if status or name else ""))
+    else:
+        console = make_console()
+        if not console.is_terminal:
+            console.width = max(console.width, 240)  # piped: one line per run rather than squeezed cells
+        console.print(runs_table(records, f"{len(records)} run(s) under {runs_dir}"))
 
 
 def run() -> None:  # console-script entry point

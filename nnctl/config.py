@@ -36,6 +36,7 @@ _COMPONENT_SITES = {
     ("model", "layers", "*"): registry.LAYERS,
     ("loss",): registry.LOSSES,
     ("optimizer",): registry.OPTIMIZERS,
+    ("metrics", "*"): registry.METRICS,
 }
 
 
@@ -96,7 +97,9 @@ class NormalizeConfig(Section):
 
 class EarlyStoppingConfig(Section):
     monitor: str | None = Field(None, description="Column to watch (default: train.monitor).")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto (max for accuracy-like metrics).")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min, max, or auto (max for accuracy-like metrics)."
+    )
     patience: int = Field(10, ge=0, description="Epochs without improvement before stopping.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
     restore_best: bool = Field(True, description="End with the weights of the best epoch instead of the last one.")
@@ -114,8 +117,12 @@ class TrainConfig(Section):
     mode: Literal["auto", "min", "max"] = Field(
         "auto", description="Whether the monitored value should go down or up; auto: up for accuracy-like metrics."
     )
-    early_stopping: EarlyStoppingConfig | None = Field(None, description="Stop when the monitored value stops improving (null = off).")
-    max_seconds: float | None = Field(None, gt=0, description="Wall-clock limit: stop after the epoch that passes it (null = none).")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop when the monitored value stops improving (null = off)."
+    )
+    max_seconds: float | None = Field(
+        None, gt=0, description="Wall-clock limit: stop after the epoch that passes it (null = none)."
+    )
 
 
 class OutputConfig(Section):
@@ -130,24 +137,19 @@ class OutputConfig(Section):
         "tiny epochs do not spend their time writing files. 0 saves every checkpoint_every epochs.",
     )
     keep_last: int = Field(
-        0, ge=0, description="Also keep the K most recent periodic checkpoints as checkpoints/epoch-NNNN.npz (0 = only last.npz)."
+        0,
+        ge=0,
+        description="Also keep the K most recent periodic checkpoints as checkpoints/epoch-NNNN.npz (0 = only last.npz).",
     )
 
 
-def _metric_names(names: list[str]) -> list[str]:
-    known = registry.METRICS.names()
-    for i, name in enumerate(names):
-        if name not in known:
-            from pydantic_core import PydanticCustomError
-
-            raise PydanticCustomError(
-                "unknown_metric",
-                "unknown metric '{name}' (item {i}).{hint} Known metrics: {known}.",
-                {"name": name, "i": i, "hint": suggest(name, known), "known": ", ".join(known)},
-            )
-    if len(set(names)) != len(names):
-        raise ValueError("metrics are listed twice")
-    return names
+def _metric_names(specs: list) -> list:
+    """Each metric names one column (`accuracy`, `top3_accuracy`); a column listed twice is an error."""
+    columns = [registry.METRICS.create(spec).column for spec in specs]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"metric {', '.join(repr(c) for c in twice)} is listed twice; list each once")
+    return specs
 
 
 _cache: dict[str, Any] = {}
@@ -227,20 +229,30 @@ def experiment_model() -> type[BaseModel]:
         ),
         regularizers=(
             list[component_union(registry.REGULARIZERS)],
-            Field(default_factory=list, description="Weight penalties added to the loss, for every layer they apply to."),
+            Field(
+                default_factory=list, description="Weight penalties added to the loss, for every layer they apply to."
+            ),
         ),
         train=(TrainConfig, Field(default_factory=TrainConfig, description="Training loop settings.")),
         metrics=(
-            Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)],
+            Annotated[
+                list[component_union(registry.METRICS)],
+                BeforeValidator(lambda v: [v] if isinstance(v, (str, dict)) else v),
+            ],
             Field(
                 default_factory=list,
-                description="Metric names; empty means the task's usual ones "
+                description="Metrics computed on val every epoch and by `nnctl eval`: names or "
+                "{type: top_k_accuracy, k: 3}; empty means the task's usual ones "
                 "(accuracy for classification; mse, mae, r2 for regression).",
             ),
         ),
         schedule=(
             component_union(registry.SCHEDULES),
-            Field(default_factory=lambda: {"type": "constant"}, validate_default=True, description="Learning-rate schedule."),
+            Field(
+                default_factory=lambda: {"type": "constant"},
+                validate_default=True,
+                description="Learning-rate schedule.",
+            ),
         ),
         output=(OutputConfig, Field(default_factory=OutputConfig, description="Run directory settings.")),
         __validators__={"_metrics": field_validator("metrics")(_metric_names)},

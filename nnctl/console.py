@@ -69,11 +69,29 @@ class ConsoleReporter:
         self.console.print(
             f"[{style}]{result.status}[/] after {result.epochs} epochs, {result.steps} steps, {result.seconds:.1f} s"
         )
+        curve = loss_sparkline(result.history, ascii_only=not self.console.encoding.lower().startswith("utf"))
+        if curve:
+            self.console.print(curve)
         if result.best:
             best = {k: v for k, v in result.best.items() if k not in ("epoch", "step", "lr")}
             self.console.print(f"best (epoch {result.best['epoch']}): {format_row(best)}")
         if result.final:
             self.console.print(f"final: {format_row(result.final)}")
+
+
+def loss_sparkline(history: list[dict[str, Any]], ascii_only: bool = False) -> str | None:
+    """'val_loss ▇▅▃▂▁▁  0.693 -> 0.015 (lowest 0.014, epoch 87)'; train_loss when there is no validation split."""
+    from nnctl.viz.sparkline import sparkline
+
+    key = "val_loss" if any("val_loss" in row for row in history) else "train_loss"
+    values = [row[key] for row in history if key in row]
+    if len(values) < 2:
+        return None
+    low = min(range(len(values)), key=lambda i: values[i] if values[i] == values[i] else float("inf"))
+    return (
+        f"{key} {sparkline(values, 40, ascii_only, log=True)}  {values[0]:.4g} -> {values[-1]:.4g} "
+        f"(lowest {values[low]:.4g}, epoch {history[low]['epoch']})"
+    )
 
 
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:

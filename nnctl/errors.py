@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
+EXIT_SOME_FAILED = 4  # `nnctl sweep`: the sweep finished, but some of its trials failed
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 

@@ -21,6 +21,8 @@ from nnctl.errors import ConfigError
 _BUILTIN_MODULES = (
     "nnctl.nn",
     "nnctl.nn.losses",
+    "nnctl.nn.playground",  # the TensorFlow Playground's loss and update rule (nnctl playground URL)
+    "nnctl.optim.playground",
     "nnctl.optim.optimizers",
     "nnctl.optim.schedules",
     "nnctl.data.sources",

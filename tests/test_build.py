@@ -10,11 +10,14 @@ from tests.conftest import CONFIGS
 def test_train_fraction_is_stratified_and_leaves_val_test_whole():
     full = build_experiment(load_config(CONFIGS / "digits.yaml"))
     part = build_experiment(load_config(CONFIGS / "digits.yaml", ["data.train_fraction=0.2"]))
-    assert len(part.splits["train"]) == round(0.2 * len(full.splits["train"])) or abs(
-        len(part.splits["train"]) - 0.2 * len(full.splits["train"])
-    ) <= 10
+    assert (
+        len(part.splits["train"]) == round(0.2 * len(full.splits["train"]))
+        or abs(len(part.splits["train"]) - 0.2 * len(full.splits["train"])) <= 10
+    )
     assert len(part.splits["val"]) == len(full.splits["val"]) and len(part.splits["test"]) == len(full.splits["test"])
-    np.testing.assert_array_equal(part.splits["test"].y, full.splits["test"].y)  # same samples (x differs: minmax refit)
+    np.testing.assert_array_equal(
+        part.splits["test"].y, full.splits["test"].y
+    )  # same samples (x differs: minmax refit)
     assert set(np.unique(part.splits["train"].y)) == set(range(10))
     again = build_experiment(load_config(CONFIGS / "digits.yaml", ["data.train_fraction=0.2"]))
     np.testing.assert_array_equal(again.splits["train"].x, part.splits["train"].x)

@@ -31,10 +31,14 @@ class FunctionSource:
         coefficients: list[float] = Field(
             default_factory=list, description="polynomial only: c0, c1, c2, ... for y = c0 + c1 x + c2 x^2 + ..."
         )
-        width: float = Field(0.2, gt=0, description="gaussian_bump only: standard deviation of the bump exp(-x^2 / 2 width^2).")
+        width: float = Field(
+            0.2, gt=0, description="gaussian_bump only: standard deviation of the bump exp(-x^2 / 2 width^2)."
+        )
         samples: int = Field(100, ge=2, le=1_000_000, description="Number of (x, y) points.")
         x_range: tuple[float, float] = Field((0.0, 1.0), description="[low, high] interval of x.")
-        spacing: Literal["random", "grid"] = Field("random", description="x drawn uniformly at random, or evenly spaced.")
+        spacing: Literal["random", "grid"] = Field(
+            "random", description="x drawn uniformly at random, or evenly spaced."
+        )
         noise: float = Field(0.0, ge=0, description="Standard deviation of the Gaussian noise added to y.")
 
         @model_validator(mode="after")

@@ -20,7 +20,9 @@ class Normalizer:
     gives mean 0 and std 1, none is the identity. Statistics per feature (each value of a sample) or over
     all values (one shift and scale for every pixel)."""
 
-    def __init__(self, method: Method = "standard", per: Per = "feature", value_range: tuple[float, float] = (0.0, 1.0)):
+    def __init__(
+        self, method: Method = "standard", per: Per = "feature", value_range: tuple[float, float] = (0.0, 1.0)
+    ):
         if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(METHODS)}")
         self.method = method

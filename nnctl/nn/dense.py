@@ -25,14 +25,24 @@ class Dense(Layer):
         use_bias: bool = Field(True, description="Add a learned bias.")
         init: Init = Field(
             "glorot_uniform",
-            description="Weight initialiser: glorot_* (tanh/sigmoid), he_* (ReLU), normal (std 0.05), zeros.",
+            description="Weight initialiser: glorot_* (tanh/sigmoid), he_* (ReLU), normal (std 0.05), zeros, "
+            "playground (uniform in [-0.5, 0.5], the TensorFlow Playground's).",
         )
+        bias_init: float = Field(0.0, description="Initial value of every bias (the TensorFlow Playground uses 0.1).")
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True, init: str = "glorot_uniform"):
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        init: str = "glorot_uniform",
+        bias_init: float = 0.0,
+    ):
         super().__init__()
         self.units = units
         self.use_bias = use_bias
         self.init = init
+        self.bias_init = bias_init
         self._ones = np.ones(0)
         self.activation = LAYERS.get(activation).component() if activation and activation != "linear" else None
 
@@ -40,7 +50,7 @@ class Dense(Layer):
         fan_in = require_flat(self, input_shape)
         self._param("weight", initialize(self.init, (fan_in, self.units), fan_in, self.units, rng))
         if self.use_bias:
-            self._param("bias", np.zeros(self.units))
+            self._param("bias", np.full(self.units, self.bias_init))
         if self.activation is not None:
             self.activation.build((self.units,), rng, self.dtype)
         return (self.units,)

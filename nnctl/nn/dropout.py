@@ -63,7 +63,9 @@ class GaussianNoise(Layer):
         if training:
             self._cache = True
             if self.std > 0:
-                return x + self.rng.standard_normal(x.shape, dtype=np.float32).astype(x.dtype, copy=False) * x.dtype.type(self.std)
+                return x + self.rng.standard_normal(x.shape, dtype=np.float32).astype(
+                    x.dtype, copy=False
+                ) * x.dtype.type(self.std)
         return x
 
     def backward(self, dy):

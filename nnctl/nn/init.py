@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-Init = Literal["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal", "zeros"]
+Init = Literal["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal", "zeros", "playground"]
 
 
 def initialize(kind: str, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
@@ -22,6 +22,8 @@ def initialize(kind: str, shape: tuple[int, ...], fan_in: int, fan_out: int, rng
         return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
     if kind == "normal":
         return rng.normal(0.0, 0.05, size=shape)
+    if kind == "playground":  # the TensorFlow Playground's Math.random() - 0.5, whatever the fan-in
+        return rng.uniform(-0.5, 0.5, size=shape)
     if kind == "zeros":
         return np.zeros(shape)
     raise ValueError(f"unknown initialiser {kind!r}")

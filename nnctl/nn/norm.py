@@ -64,7 +64,10 @@ class BatchNorm(_Affine):
 
     class Params(Params):
         momentum: float = Field(
-            0.9, ge=0, lt=1, description="Share of the old running statistic kept at each step (Keras convention; PyTorch's momentum is 1 - this)."
+            0.9,
+            ge=0,
+            lt=1,
+            description="Share of the old running statistic kept at each step (Keras convention; PyTorch's momentum is 1 - this).",
         )
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
 
@@ -120,9 +123,13 @@ class BatchRenorm(BatchNorm):
         momentum: float = Field(0.9, ge=0, lt=1, description="Share of the old running statistic kept at each step.")
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
         r_max: float = Field(3.0, ge=1, description="Final clip of r = sigma_B / sigma_running to [1/r_max, r_max].")
-        d_max: float = Field(5.0, ge=0, description="Final clip of d = (mean_B - mean_running) / sigma_running to [-d_max, d_max].")
+        d_max: float = Field(
+            5.0, ge=0, description="Final clip of d = (mean_B - mean_running) / sigma_running to [-d_max, d_max]."
+        )
         warmup_steps: int = Field(
-            1000, ge=0, description="Training steps over which r_max grows from 1 and d_max from 0 (plain batch norm first)."
+            1000,
+            ge=0,
+            description="Training steps over which r_max grows from 1 and d_max from 0 (plain batch norm first).",
         )
 
     def __init__(self, momentum=0.9, eps=1e-5, r_max=3.0, d_max=5.0, warmup_steps=1000):
@@ -171,7 +178,11 @@ class GroupNorm(_Affine):
     min_rank = 1
 
     class Params(Params):
-        groups: int = Field(..., ge=1, description="Number of channel groups; must divide the channels. 1 = layer norm, C = instance norm.")
+        groups: int = Field(
+            ...,
+            ge=1,
+            description="Number of channel groups; must divide the channels. 1 = layer norm, C = instance norm.",
+        )
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
 
     def __init__(self, groups: int, eps: float = 1e-5):
@@ -240,5 +251,3 @@ class InstanceNorm(GroupNorm):
 
     def _groups(self, channels: int) -> int:
         return channels
-
-

@@ -14,7 +14,9 @@ class Polynomial(Layer):
     """y = [x, x^2, ..., x^degree] per input feature (no cross terms); with a dense layer after it: polynomial regression."""
 
     class Params(Params):
-        degree: int = Field(..., ge=1, le=30, description="Highest power. Normalize inputs to [-1, 1] first so high powers stay tame.")
+        degree: int = Field(
+            ..., ge=1, le=30, description="Highest power. Normalize inputs to [-1, 1] first so high powers stay tame."
+        )
 
     def __init__(self, degree: int):
         super().__init__()
@@ -41,4 +43,3 @@ class Polynomial(Layer):
 
     def describe(self) -> str:
         return f"polynomial(degree {self.degree})"
-

@@ -86,7 +86,9 @@ class SGD(Optimizer):
         momentum: float = Field(0.0, ge=0, lt=1, description="Momentum coefficient (0 = plain SGD).")
         nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0).")
         weight_decay: float = Field(
-            0.0, ge=0, description="Adds weight_decay * w to the weights' gradients (same as an l2 penalty of that rate)."
+            0.0,
+            ge=0,
+            description="Adds weight_decay * w to the weights' gradients (same as an l2 penalty of that rate).",
         )
 
         @model_validator(mode="after")
@@ -167,7 +169,9 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * weight_decay * w, then the Adam step."""
 
     class Params(Adam.Params):
-        weight_decay: float = Field(0.01, ge=0, description="Decoupled decay of the weights (not biases) per step, times lr.")
+        weight_decay: float = Field(
+            0.01, ge=0, description="Decoupled decay of the weights (not biases) per step, times lr."
+        )
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None, clip_value=None):
         super().__init__(lr, beta1, beta2, eps, clip_norm, clip_value)

@@ -16,7 +16,9 @@ from nnctl.registry import SCHEDULES, Params
 
 
 class ScheduleParams(Params):
-    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up from 0 to the scheduled rate over these epochs.")
+    warmup_epochs: float = Field(
+        0.0, ge=0, description="Linear warm-up from 0 to the scheduled rate over these epochs."
+    )
 
 
 class Schedule:
@@ -81,7 +83,7 @@ class MultiStep(Schedule):
         @field_validator("milestones")
         @classmethod
         def _increasing(cls, v: list[float]) -> list[float]:
-            if any(b <= a for a, b in zip(v, v[1:])):
+            if any(b <= a for a, b in zip(v, v[1:], strict=False)):
                 raise ValueError(f"milestones must increase, got {v}")
             return v
 
@@ -114,7 +116,9 @@ class Cosine(Schedule):
 
     class Params(ScheduleParams):
         min_lr: float = Field(0.0, ge=0, description="Rate at the end of a period.")
-        period: float | None = Field(None, gt=0, description="Epochs per cosine period (default: the whole run after warm-up).")
+        period: float | None = Field(
+            None, gt=0, description="Epochs per cosine period (default: the whole run after warm-up)."
+        )
         restarts: bool = Field(False, description="Jump back to the base rate at the end of each period (SGDR).")
         t_mult: float = Field(1.0, ge=1, description="With restarts: each period is t_mult times longer than the last.")
 
@@ -141,14 +145,20 @@ class ReduceOnPlateau(Schedule):
     stateful = True
 
     class Params(ScheduleParams):
-        monitor: str = Field("val_loss", description="Column of metrics.csv to watch (val_loss, train_loss, val_<metric>).")
-        mode: str = Field("auto", pattern="^(auto|min|max)$", description="min, max, or auto (max for accuracy-like metrics).")
+        monitor: str = Field(
+            "val_loss", description="Column of metrics.csv to watch (val_loss, train_loss, val_<metric>)."
+        )
+        mode: str = Field(
+            "auto", pattern="^(auto|min|max)$", description="min, max, or auto (max for accuracy-like metrics)."
+        )
         factor: float = Field(0.1, gt=0, lt=1, description="Multiplier when the value plateaus.")
         patience: int = Field(5, ge=0, description="Epochs without improvement before reducing.")
         min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
         min_lr: float = Field(0.0, ge=0, description="The rate is never reduced below this.")
 
-    def __init__(self, monitor="val_loss", mode="auto", factor=0.1, patience=5, min_delta=0.0, min_lr=0.0, warmup_epochs=0.0):
+    def __init__(
+        self, monitor="val_loss", mode="auto", factor=0.1, patience=5, min_delta=0.0, min_lr=0.0, warmup_epochs=0.0
+    ):
         super().__init__(warmup_epochs)
         self.monitor, self.mode, self.factor, self.patience = monitor, mode, factor, patience
         self.min_delta, self.min_lr = min_delta, min_lr

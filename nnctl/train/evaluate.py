@@ -16,7 +16,9 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool 
     return restore_run(run_dir, checkpoint, allow_plugins)[0]
 
 
-def restore_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> tuple[Experiment, dict, dict]:
+def restore_run(
+    run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False
+) -> tuple[Experiment, dict, dict]:
     """(experiment with the checkpoint's weights and state, the checkpoint's arrays, its metadata)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -53,8 +55,23 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bo
 def evaluate_run(
     run_dir: str | Path, split: str = "test", checkpoint: str = "best", allow_plugins: bool = False
 ) -> dict:
-    experiment = open_run(run_dir, checkpoint, allow_plugins)
+    return score_split(open_run(run_dir, checkpoint, allow_plugins), split)
+
+
+def score_split(experiment: Experiment, split: str) -> dict:
+    """{"split", "samples", "metrics"}; for classification also "classes", "confusion_matrix" (rows: true
+    class, columns: predicted), "per_class" ({class: precision, recall, f1, support}) and "macro_avg"."""
+    from nnctl.train.report import class_report
+
     n = len(experiment.splits[split])
     if n == 0:
         raise NnctlError(f"the {split} split of this run is empty (data.split.{split} is 0); choose another --split.")
-    return {"split": split, "samples": n, "metrics": experiment.evaluate(split)}
+    extra = []
+    if experiment.task == "classification":
+        from nnctl.train.metrics import ConfusionMatrix
+
+        extra.append(ConfusionMatrix(experiment.num_classes))
+    result = {"split": split, "samples": n, "metrics": experiment.evaluate(split, extra)}
+    if extra:
+        result.update(class_report(extra[0].result(), experiment.class_names))
+    return result

@@ -110,13 +110,17 @@ def _higher_is_better(experiment: Experiment, column: str, mode: str) -> bool:
     return bool(getattr(metric, "higher_is_better", False))
 
 
-def resolve_monitor(experiment: Experiment, wanted: str, mode: str = "auto", what: str = "train.monitor") -> tuple[str, bool]:
+def resolve_monitor(
+    experiment: Experiment, wanted: str, mode: str = "auto", what: str = "train.monitor"
+) -> tuple[str, bool]:
     """(column, higher is better) for a monitored quantity; val_* falls back to train_loss without a val split."""
     if len(experiment.splits["val"]) == 0 and wanted.startswith("val_"):
         wanted = "train_loss"
     options = ["train_loss", "val_loss"] + [f"val_{m}" for m in experiment.metrics]
     if wanted not in options:
-        raise ConfigError(f"{what}: '{wanted}' is not reported;{registry.suggest(wanted, options)} choose one of {', '.join(options)}.")
+        raise ConfigError(
+            f"{what}: '{wanted}' is not reported;{registry.suggest(wanted, options)} choose one of {', '.join(options)}."
+        )
     return wanted, _higher_is_better(experiment, wanted, mode)
 
 
@@ -129,7 +133,9 @@ def versions() -> dict[str, str]:
     return {"nnctl": __version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def checkpoint_arrays(experiment: Experiment, params: np.ndarray | None = None, buffers: dict | None = None, with_optimizer: bool = True) -> dict:
+def checkpoint_arrays(
+    experiment: Experiment, params: np.ndarray | None = None, buffers: dict | None = None, with_optimizer: bool = True
+) -> dict:
     net = experiment.network
     flat = net.flat_params if params is None else params
     arrays = {f"param/{name}": flat[o : o + int(np.prod(s))].reshape(s) for name, (o, s) in net.param_slices.items()}
@@ -193,7 +199,9 @@ def train(
         )
     schedule = registry.SCHEDULES.create(cfg.schedule)
     if schedule.stateful:
-        plateau_monitor, schedule.higher_is_better = resolve_monitor(experiment, schedule.monitor, schedule.mode, "schedule.monitor")
+        plateau_monitor, schedule.higher_is_better = resolve_monitor(
+            experiment, schedule.monitor, schedule.mode, "schedule.monitor"
+        )
     base_lr = opt.lr
     constant_lr = cfg.schedule.type == "constant" and schedule.warmup_epochs == 0
 
@@ -201,7 +209,11 @@ def train(
     if resume:
         schedule.load_state(state.schedule)
     best_params = resume.best_params if resume and resume.best_params is not None else net.flat_params.copy()
-    best_buffers = resume.best_buffers if resume and resume.best_buffers is not None else {k: v.copy() for k, v in net.named_buffers().items()}
+    best_buffers = (
+        resume.best_buffers
+        if resume and resume.best_buffers is not None
+        else {k: v.copy() for k, v in net.named_buffers().items()}
+    )
 
     started = time.time()
     summary: dict[str, Any] = {
@@ -232,8 +244,12 @@ def train(
         ckpt = run.path / "checkpoints"
         save_checkpoint(ckpt / "last.npz", checkpoint_arrays(experiment), meta())
         if state.best:
-            best_meta = checkpoint_meta(experiment, state.best["epoch"], state.best["step"], {"monitor": monitor, "value": state.best_value})
-            save_checkpoint(ckpt / "best.npz", checkpoint_arrays(experiment, best_params, best_buffers, False), best_meta)
+            best_meta = checkpoint_meta(
+                experiment, state.best["epoch"], state.best["step"], {"monitor": monitor, "value": state.best_value}
+            )
+            save_checkpoint(
+                ckpt / "best.npz", checkpoint_arrays(experiment, best_params, best_buffers, False), best_meta
+            )
         if cfg.output.keep_last:
             save_checkpoint(ckpt / f"epoch-{state.epoch:04d}.npz", checkpoint_arrays(experiment), meta())
             for old in sorted(ckpt.glob("epoch-*.npz"))[: -cfg.output.keep_last]:
@@ -297,7 +313,11 @@ def train(
             value = row[monitor]
             if state.best_value is None or (value > state.best_value if higher_better else value < state.best_value):
                 state.best_value = value
-                state.best = {"epoch": epoch, "step": state.step, **{k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")}}
+                state.best = {
+                    "epoch": epoch,
+                    "step": state.step,
+                    **{k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")},
+                }
                 np.copyto(best_params, net.flat_params)
                 for key, buf in net.named_buffers().items():
                     np.copyto(best_buffers[key], buf)
@@ -339,7 +359,18 @@ def train(
 
     seconds = state.seconds + time.time() - started
     final = {k: v for k, v in (history[-1] if history else {}).items() if k not in ("epoch", "step", "seconds", "lr")}
-    result = TrainResult(status, run.path if run else None, state.epoch, state.step, seconds, final, state.best, history, stop.signum, stop_reason)
+    result = TrainResult(
+        status,
+        run.path if run else None,
+        state.epoch,
+        state.step,
+        seconds,
+        final,
+        state.best,
+        history,
+        stop.signum,
+        stop_reason,
+    )
     if run is not None:
         summary.update(
             status=status,
@@ -353,7 +384,9 @@ def train(
         if stop_reason:
             summary["stop_reason"] = stop_reason
         if status == "diverged":
-            summary["error"] = f"loss or weights became NaN or Inf in epoch {state.epoch + 1}; the last good checkpoint is kept."
+            summary["error"] = (
+                f"loss or weights became NaN or Inf in epoch {state.epoch + 1}; the last good checkpoint is kept."
+            )
         run.write_summary(summary)
     reporter.on_end(result)
     return result

@@ -31,7 +31,9 @@ def test_polynomial_and_noise():
     src = FunctionSource(target="polynomial", coefficients=[1, 0, 2], samples=5, x_range=(-1, 1), spacing="grid")
     data = src.load(np.random.default_rng(0))
     np.testing.assert_allclose(data.y[:, 0], 1 + 2 * data.x[:, 0] ** 2)
-    noisy = FunctionSource(target="polynomial", coefficients=[0], samples=20000, noise=0.3).load(np.random.default_rng(1))
+    noisy = FunctionSource(target="polynomial", coefficients=[0], samples=20000, noise=0.3).load(
+        np.random.default_rng(1)
+    )
     assert noisy.y.std() == pytest.approx(0.3, rel=0.05)
     assert data.task == "regression" and data.y.shape == (5, 1)
 

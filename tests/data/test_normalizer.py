@@ -90,7 +90,10 @@ def test_normalize_config_forms(write_yaml, minimal_text):
     from nnctl.config import load_config
     from nnctl.errors import ConfigError
 
-    text = minimal_text.replace("source: {type: xor, samples: 100}", "source: {type: xor, samples: 100}\n  normalize: {method: minmax, range: [-1, 1], per: all}")
+    text = minimal_text.replace(
+        "source: {type: xor, samples: 100}",
+        "source: {type: xor, samples: 100}\n  normalize: {method: minmax, range: [-1, 1], per: all}",
+    )
     cfg = load_config(write_yaml(text))
     assert cfg.data.normalize.range == (-1.0, 1.0) and cfg.data.normalize.per == "all"
     short = load_config(write_yaml(minimal_text), ["data.normalize=standard"])

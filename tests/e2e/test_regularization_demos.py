@@ -41,7 +41,10 @@ def test_l2_penalty_is_reported_apart(overfit):
 
 
 def test_batch_norm_cures_the_deep_sigmoid_network(tmp_path):
-    final = {name: float(run(tmp_path, name)[0][-1]["train_loss"]) for name in ("deep_sigmoid", "deep_sigmoid_batchnorm", "deep_relu")}
+    final = {
+        name: float(run(tmp_path, name)[0][-1]["train_loss"])
+        for name in ("deep_sigmoid", "deep_sigmoid_batchnorm", "deep_relu")
+    }
     assert final["deep_sigmoid_batchnorm"] < 0.5 * final["deep_sigmoid"], final
     assert final["deep_relu"] < 0.5 * final["deep_sigmoid"], final
 

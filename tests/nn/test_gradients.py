@@ -60,12 +60,23 @@ LAYER_CASES = {
     # batch's so r and d are clipped: constants, as the paper's stop-gradient treats them.
     "batch_renorm": [
         ({"r_max": 1.0, "d_max": 0.0}, (5,)),
-        ({"r_max": 2.0, "d_max": 0.5, "warmup_steps": 0, "_buffers": {"running_mean": 500.0, "running_var": 1e4}}, (5,)),
-        ({"r_max": 2.0, "d_max": 0.5, "warmup_steps": 0, "_buffers": {"running_mean": -50.0, "running_var": 1e-4}}, (2, 3, 3)),
+        (
+            {"r_max": 2.0, "d_max": 0.5, "warmup_steps": 0, "_buffers": {"running_mean": 500.0, "running_var": 1e4}},
+            (5,),
+        ),
+        (
+            {"r_max": 2.0, "d_max": 0.5, "warmup_steps": 0, "_buffers": {"running_mean": -50.0, "running_var": 1e-4}},
+            (2, 3, 3),
+        ),
     ],
     "layer_norm": [({}, (5,)), ({}, (3, 4)), ({}, (2, 3, 3))],
     "instance_norm": [({}, (3, 4)), ({}, (2, 3, 3))],
-    "group_norm": [({"groups": 2}, (6,)), ({"groups": 2}, (4, 3)), ({"groups": 1}, (2, 3, 3)), ({"groups": 3}, (3, 2, 2))],
+    "group_norm": [
+        ({"groups": 2}, (6,)),
+        ({"groups": 2}, (4, 3)),
+        ({"groups": 1}, (2, 3, 3)),
+        ({"groups": 3}, (3, 2, 2)),
+    ],
     # nnctl/nn/conv.py, pool.py, reshape.py, residual.py: stride 1 and 2, every padding mode, dilation 2.
     # tests/nn/test_conv.py adds the naive-convolution comparison and checks the residual's inner parameters.
     "conv2d": [
@@ -91,9 +102,22 @@ LAYER_CASES = {
     "residual": [
         ({"layers": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 4}]}, (4,)),
         ({"layers": [{"type": "dense", "units": 3, "activation": "tanh"}]}, (5,)),  # dense projection
-        ({"layers": [{"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "activation": "tanh"}]}, (2, 4, 4)),
+        (
+            {"layers": [{"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "activation": "tanh"}]},
+            (2, 4, 4),
+        ),
         ({"layers": [{"type": "conv2d", "filters": 3, "kernel_size": 3, "stride": 2, "padding": "same"}]}, (2, 6, 6)),
-        ({"layers": [{"type": "residual", "layers": [{"type": "conv1d", "filters": 2, "kernel_size": 3, "padding": "same"}]}]}, (2, 6)),
+        (
+            {
+                "layers": [
+                    {
+                        "type": "residual",
+                        "layers": [{"type": "conv1d", "filters": 2, "kernel_size": 3, "padding": "same"}],
+                    }
+                ]
+            },
+            (2, 6),
+        ),
     ],
 }
 
@@ -103,6 +127,7 @@ LOSS_CASES = {
     "huber": [{"delta": 0.5}],
     "binary_cross_entropy": [{}],
     "cross_entropy": [{}],
+    "playground_mse": [{"output": "tanh"}, {"output": "linear"}],  # nnctl/nn/playground.py
 }
 
 

@@ -11,7 +11,9 @@ torch = pytest.importorskip("torch")
 def _torch_layer(name, shape):
     c = shape[0]
     if name == "batch_norm":
-        return {1: torch.nn.BatchNorm1d, 2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm2d}[len(shape)](c, eps=1e-5, dtype=torch.float64)
+        return {1: torch.nn.BatchNorm1d, 2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm2d}[len(shape)](
+            c, eps=1e-5, dtype=torch.float64
+        )
     if name == "layer_norm":
         return torch.nn.GroupNorm(1, c, eps=1e-5, dtype=torch.float64)  # per-channel affine, like nnctl's
     if name == "instance_norm":
@@ -20,10 +22,15 @@ def _torch_layer(name, shape):
 
 
 CASES = [
-    ("batch_norm", {}, (4,)), ("batch_norm", {}, (4, 5)), ("batch_norm", {}, (4, 3, 3)),
-    ("layer_norm", {}, (4,)), ("layer_norm", {}, (4, 3, 3)),
-    ("instance_norm", {}, (4, 5)), ("instance_norm", {}, (4, 3, 3)),
-    ("group_norm", {"groups": 2}, (4, 5)), ("group_norm", {"groups": 2}, (4, 3, 3)),
+    ("batch_norm", {}, (4,)),
+    ("batch_norm", {}, (4, 5)),
+    ("batch_norm", {}, (4, 3, 3)),
+    ("layer_norm", {}, (4,)),
+    ("layer_norm", {}, (4, 3, 3)),
+    ("instance_norm", {}, (4, 5)),
+    ("instance_norm", {}, (4, 3, 3)),
+    ("group_norm", {"groups": 2}, (4, 5)),
+    ("group_norm", {"groups": 2}, (4, 3, 3)),
 ]
 
 

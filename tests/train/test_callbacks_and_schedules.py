@@ -29,7 +29,11 @@ def sched(spec):
         ({"type": "cosine"}, 5.0, 0.05),  # half of a 10-epoch period
         ({"type": "cosine", "min_lr": 0.02}, 10.0, 0.02),
         ({"type": "cosine", "period": 4, "restarts": True}, 5.0, 0.1 * 0.5 * (1 + math.cos(math.pi / 4))),
-        ({"type": "cosine", "period": 2, "restarts": True, "t_mult": 2}, 4.0, 0.05),  # periods 2, 4: t=4 is halfway through the 2nd
+        (
+            {"type": "cosine", "period": 2, "restarts": True, "t_mult": 2},
+            4.0,
+            0.05,
+        ),  # periods 2, 4: t=4 is halfway through the 2nd
         ({"type": "cosine", "warmup_epochs": 2}, 6.0, 0.05),  # warm-up 2, then a cosine over the remaining 8
         ({"type": "step", "every": 1, "factor": 0.5, "warmup_epochs": 1}, 3.0, 0.025),
     ],
@@ -49,20 +53,25 @@ def test_reduce_on_plateau():
 
 
 def test_rmsprop_and_adagrad_one_step():
-    p = np.array([1.0]); g = np.array([0.5])
+    p = np.array([1.0])
+    g = np.array([0.5])
     OPTIMIZERS.create({"type": "rmsprop", "lr": 0.01, "rho": 0.9, "eps": 0.0}).bind(p, g).step()
     assert p[0] == pytest.approx(1 - 0.01 * 0.5 / math.sqrt(0.1 * 0.25))
-    p = np.array([1.0]); g = np.array([0.5])
+    p = np.array([1.0])
+    g = np.array([0.5])
     opt = OPTIMIZERS.create({"type": "adagrad", "lr": 0.1, "eps": 0.0}).bind(p, g)
-    opt.step(); opt.step()
+    opt.step()
+    opt.step()
     assert p[0] == pytest.approx(1 - 0.1 - 0.1 * 0.5 / math.sqrt(0.5))
 
 
 def test_gradient_clipping():
-    p = np.zeros(2); g = np.array([3.0, 4.0])  # norm 5
+    p = np.zeros(2)
+    g = np.array([3.0, 4.0])  # norm 5
     OPTIMIZERS.create({"type": "sgd", "lr": 1.0, "clip_norm": 1.0}).bind(p, g).step()
     np.testing.assert_allclose(p, [-0.6, -0.8])
-    p = np.zeros(2); g = np.array([3.0, -0.2])
+    p = np.zeros(2)
+    g = np.array([3.0, -0.2])
     OPTIMIZERS.create({"type": "sgd", "lr": 1.0, "clip_value": 0.5}).bind(p, g).step()
     np.testing.assert_allclose(p, [-0.5, 0.2])
 
@@ -86,9 +95,14 @@ def test_early_stopping_on_a_crafted_sequence_restores_the_best_weights(write_ya
     weights = {}
 
     class Keep:
-        def on_start(self, *a): pass
-        def on_epoch(self, row): weights[row["epoch"]] = exp.network.flat_params.copy()
-        def on_end(self, result): pass
+        def on_start(self, *a):
+            pass
+
+        def on_epoch(self, row):
+            weights[row["epoch"]] = exp.network.flat_params.copy()
+
+        def on_end(self, result):
+            pass
 
     run = RunDir(create_run_dir(tmp_path, "cb"))
     result = train(exp, run, Keep())

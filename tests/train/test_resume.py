@@ -69,7 +69,9 @@ def assert_same_arrays(a: dict, b: dict):
         assert np.array_equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("text, stop_after", [(DROPOUT, 40), (ADAM_SCHEDULE, 33)], ids=["dropout-batchnorm", "adam-cosine-l2"])
+@pytest.mark.parametrize(
+    "text, stop_after", [(DROPOUT, 40), (ADAM_SCHEDULE, 33)], ids=["dropout-batchnorm", "adam-cosine-l2"]
+)
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, write_yaml, text, stop_after):
     config = write_yaml(text)
     whole = run_training(config, runs_dir=tmp_path / "whole")
@@ -96,7 +98,9 @@ def _train_process(config, runs_dir, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "nnctl.cli", "train", *map(str, extra), *([str(config)] if config else []), "--quiet"]
         + (["--runs-dir", str(runs_dir)] if runs_dir else []),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -114,7 +118,12 @@ def test_sigint_mid_epoch_then_cli_resume(tmp_path, write_yaml):
     assert proc.returncode == 130
     run_dir = next((tmp_path / "part").rglob("summary.json")).parent
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
-    done = subprocess.run([sys.executable, "-m", "nnctl.cli", "train", "--resume", str(run_dir), "--quiet"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nnctl.cli", "train", "--resume", str(run_dir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert_same_arrays(final_arrays(whole.run_dir), final_arrays(run_dir))
 

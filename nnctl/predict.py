@@ -1,0 +1,328 @@
+"""Apply a trained run to new inputs: `nnctl predict` and `nnctl.load_run(...).predict`.
+
+A `Predictor` is built from a checkpoint alone (config, weights, normalization statistics, class
+and feature names), so predicting never needs the training data. Inputs are *raw*: the values the
+data had before nnctl touched them. For the TensorFlow Playground sources that is the point
+(x1, x2), from which the configured features (sin_x1, x1_x2 ...) are computed; for every other
+source it is the feature columns. The stored normalization is applied on top.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from nnctl import registry
+from nnctl.data.csvfile import describe_path
+from nnctl.data.transforms import Normalizer
+from nnctl.errors import DataError, NnctlError
+from nnctl.runs.checkpoint import group, load_checkpoint
+
+PLAYGROUND_INPUTS = ["x1", "x2"]
+CHECKPOINTS = ("best", "last")
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    """checkpoints/<checkpoint>.npz; `best` falls back to last.npz (a run without validation data has no best)."""
+    if checkpoint not in CHECKPOINTS:
+        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+    if not run_dir.is_dir():
+        raise NnctlError(f"run directory not found: {run_dir}")
+    path = run_dir / "checkpoints" / f"{checkpoint}.npz"
+    if not path.exists() and checkpoint == "best":
+        path = run_dir / "checkpoints" / "last.npz"
+    if not path.exists():
+        raise NnctlError(
+            f"{run_dir} has no checkpoint '{checkpoint}' (looked for {path}); did the run finish an epoch?"
+        )
+    return path
+
+
+def run_config(run_dir: Path, allow_plugins: bool = False) -> BaseModel:
+    """The run's resolved config, validated; plugins are imported only when allowed."""
+    from nnctl.config import validate
+    from nnctl.yamlio import read_yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise NnctlError(f"{run_dir} has no config.yaml; is it a run directory written by `nnctl train`?")
+    raw, lines = read_yaml(path)
+    plugins = (raw or {}).get("plugins") or []
+    if plugins:
+        if not allow_plugins:
+            raise NnctlError(
+                f"{run_dir} was trained with plugins {plugins}; importing them runs their code. "
+                "Pass --allow-plugins (allow_plugins=True) if you trust them (they must be importable)."
+            )
+        registry.import_plugins(plugins)
+    return validate(raw or {}, lines, source=str(path))
+
+
+def playground_generator(config: BaseModel) -> Any | None:
+    """The Playground source class of the config's data source, or None for other sources."""
+    from nnctl.data.sources import _Playground
+
+    component = registry.DATA_SOURCES.get(config.data.source.type).component
+    return component if isinstance(component, type) and issubclass(component, _Playground) else None
+
+
+@dataclass
+class Predictor:
+    config: BaseModel
+    task: str
+    feature_names: list[str]
+    class_names: list[str] | None
+    target_names: list[str] | None
+    input_shape: tuple[int, ...]
+    network: Any
+    loss: Any
+    normalizer: Normalizer
+    target_normalizer: Normalizer
+    playground: bool
+
+    @classmethod
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Predictor:
+        from nnctl.build import build_network, load_dataset
+
+        run_dir = Path(run_dir)
+        path = checkpoint_path(run_dir, checkpoint)
+        config = run_config(run_dir, allow_plugins)
+        arrays, meta = load_checkpoint(path)
+        norm_state = group(arrays, "norm")
+        normalizer = Normalizer.from_state(config.data.normalize.method, norm_state)
+        target_normalizer = Normalizer.from_state(config.data.target_normalize, group(arrays, "target_norm"))
+        if normalizer.shift is not None and normalizer.shift.ndim >= 1:
+            input_shape = tuple(int(d) for d in normalizer.shift.shape)  # per-feature statistics: one sample's shape
+        else:  # statistics over all values: only the data know the sample shape
+            input_shape = tuple(load_dataset(config).sample_shape)
+        network = build_network(config, input_shape, np.dtype(config.dtype))
+        network.load_params(group(arrays, "param"), source=str(path))
+        buffers = group(arrays, "buffer")
+        if buffers or network.named_buffers():
+            network.load_buffers(buffers, source=str(path))
+        class_names = meta.get("class_names")
+        if meta.get("task") == "classification" and not class_names:
+            class_names = None
+        return cls(
+            config=config,
+            task=meta.get("task", "classification"),
+            feature_names=list(meta.get("feature_names") or []),
+            class_names=class_names,
+            target_names=meta.get("target_names"),
+            input_shape=input_shape,
+            network=network,
+            loss=registry.LOSSES.create(config.loss),
+            normalizer=normalizer,
+            target_normalizer=target_normalizer,
+            playground=playground_generator(config) is not None,
+        )
+
+    # --- what the input must look like ---
+
+    @property
+    def input_names(self) -> list[str] | None:
+        """Names of the raw input columns (CSV header, dict keys), or None when samples are not flat rows."""
+        if self.playground:
+            return PLAYGROUND_INPUTS
+        if len(self.input_shape) == 1 and len(self.feature_names) == self.input_shape[0]:
+            return self.feature_names
+        return None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else int(self.network.output_shape[-1])
+
+    def pick_columns(self, available: list[str], where: str) -> list[str]:
+        """Which of the available columns to read, in order; DataError naming any missing one."""
+        names = self.input_names
+        if names is None:
+            raise DataError(
+                f"{where}: this run's samples have shape {self.input_shape}, not named columns; "
+                "give an .npz file with an array x of shape (N, ...) instead."
+            )
+        if self.playground and not all(n in available for n in names):
+            if all(n in available for n in self.feature_names):
+                return self.feature_names  # the computed features themselves, by name
+        missing = [n for n in names if n not in available]
+        if missing:
+            from nnctl.registry import suggest
+
+            raise DataError(
+                f"{where} lacks the column(s) {', '.join(missing)} that the run was trained on."
+                f"{suggest(missing[0], [c for c in available if c not in names])} Needed: {', '.join(names)}; "
+                f"found: {', '.join(available) or 'none'}."
+            )
+        return names
+
+    def from_columns(self, columns: Mapping[str, Any], where: str) -> np.ndarray:
+        """Raw inputs (N, F) from named columns; extra columns (such as the target) are ignored."""
+        names = self.pick_columns(list(columns), where)
+        x = np.stack([np.asarray(columns[n], dtype=np.float64).reshape(-1) for n in names], axis=1)
+        return self.points_to_features(x) if names is PLAYGROUND_INPUTS else x
+
+    def from_array(self, x: Any, where: str) -> np.ndarray:
+        """Raw inputs from an array: (N, 2) points for Playground runs, else (N, *sample shape) or (N, F) flat."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{where}: inputs must be numbers, got an array of dtype {x.dtype}.")
+        x = x.astype(np.float64, copy=False)
+        if self.playground:
+            if x.ndim != 2 or x.shape[1] != 2:
+                raise DataError(
+                    f"{where}: this run was trained on TensorFlow Playground points; give x of shape (N, 2) "
+                    f"holding (x1, x2), got shape {x.shape}."
+                )
+            return self.points_to_features(x)
+        size = int(np.prod(self.input_shape))
+        if x.ndim >= 1 and x.shape[1:] == self.input_shape:
+            return x
+        if x.ndim == 2 and x.shape[1] == size:
+            return x.reshape((len(x), *self.input_shape))
+        raise DataError(
+            f"{where}: expected inputs of shape (N, {', '.join(map(str, self.input_shape))})"
+            + (f" or (N, {size})" if len(self.input_shape) > 1 else "")
+            + f", got shape {x.shape}."
+        )
+
+    def points_to_features(self, points: np.ndarray) -> np.ndarray:
+        from nnctl.data.features import compute_features
+
+        return compute_features(points, self.feature_names)
+
+    # --- predictions ---
+
+    def outputs(self, raw: np.ndarray, where: str = "input", batch_size: int = 1024) -> np.ndarray:
+        """Network outputs for raw inputs, normalized with the stored statistics, in batches."""
+        if len(raw) and not np.all(np.isfinite(raw)):
+            row = int(np.argwhere(~np.isfinite(raw.reshape(len(raw), -1)))[0][0])
+            raise DataError(f"{where}: sample {row} holds NaN or Inf; inputs must be finite numbers.")
+        dtype = np.dtype(self.config.dtype)
+        x = np.ascontiguousarray(self.normalizer.transform(raw), dtype=dtype)
+        return self.network.predict(x, batch_size)
+
+    def labels(self, out: np.ndarray) -> np.ndarray:
+        """Class names (str) or indices for classification; values in original units (N, T) for regression."""
+        pred = self.loss.predict(out)
+        if self.task == "regression":
+            return pred.astype(np.float64) * self.target_normalizer.scale + self.target_normalizer.shift
+        return np.asarray(self.class_names)[pred] if self.class_names else pred
+
+    def probabilities(self, out: np.ndarray) -> np.ndarray:
+        if self.task != "classification" or not hasattr(self.loss, "probabilities"):
+            raise NnctlError("probabilities exist for classification runs only; this run is a regression.")
+        return self.loss.probabilities(out)
+
+
+# --- files in and out ------------------------------------------------------------------------------
+
+
+def read_inputs(predictor: Predictor, path: str | Path) -> np.ndarray:
+    """Raw inputs from a .csv/.csv.gz (named columns) or an .npz (array x; by name with feature_names)."""
+    from nnctl.data.csvfile import _to_numbers, read_csv
+    from nnctl.data.npzfile import read_npz
+
+    path = Path(path)
+    where = describe_path(path)
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        header, rows, lines = read_csv(path)
+        if not rows:
+            raise DataError(f"CSV file {where} has a header but no data rows.")
+        for row, line in zip(rows, lines, strict=True):
+            if len(row) != len(header):
+                raise DataError(
+                    f"CSV file {where}: line {line} has {len(row)} fields, but the header row has {len(header)}."
+                )
+        needed = predictor.pick_columns(header, f"CSV file {where}")
+        present = {n: i for i, n in enumerate(header)}
+        x = _to_numbers([[row[present[n]] for n in needed] for row in rows], needed, lines, where)  # (N, F)
+        return predictor.points_to_features(x) if needed is PLAYGROUND_INPUTS else x
+    if name.endswith(".npz"):
+        arrays = read_npz(path)
+        if "x" not in arrays:
+            found = ", ".join(arrays) or "no arrays"
+            raise DataError(
+                f"{where} has no array 'x' (it holds: {found}). Save the inputs as np.savez(path, x=inputs)"
+                + (", x of shape (N, 2) holding the points (x1, x2)." if predictor.playground else ".")
+            )
+        x = arrays["x"]
+        if "feature_names" in arrays:
+            names = [str(n) for n in np.asarray(arrays["feature_names"]).reshape(-1).tolist()]
+            if x.ndim != 2 or x.shape[1] != len(names):
+                raise DataError(f"{where}: x has shape {x.shape} but there are {len(names)} feature_names.")
+            return predictor.from_columns(dict(zip(names, x.T, strict=True)), where)
+        return predictor.from_array(x, f"array x in {where}")
+    raise NnctlError(f"input {where}: expected a .csv, .csv.gz or .npz file.")
+
+
+def prediction_columns(predictor: Predictor, proba: bool) -> list[str]:
+    if predictor.task == "regression":
+        targets = predictor.target_names or ["y"]
+        return ["prediction"] if len(targets) == 1 else [f"prediction_{t}" for t in targets]
+    names = predictor.class_names or [str(i) for i in range(predictor.num_classes)]
+    return ["prediction"] + ([f"proba_{c}" for c in names] if proba else [])
+
+
+def prediction_rows(predictor: Predictor, out: np.ndarray, proba: bool) -> list[list[Any]]:
+    """One list per sample, matching prediction_columns(); numbers as their shortest exact text."""
+    labels = predictor.labels(out)
+    if predictor.task == "regression":
+        return [[str(v) for v in row] for row in labels.reshape(len(labels), -1)]
+    rows = [[str(v)] for v in labels.tolist()]
+    if proba:
+        for row, p in zip(rows, predictor.probabilities(out), strict=True):
+            row.extend(str(v) for v in p)  # numpy scalars print the shortest text that reads back exactly
+    return rows
+
+
+def predictions_csv(columns: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+@dataclass
+class PredictResult:
+    samples: int
+    columns: list[str]
+    rows: list[list[Any]]
+    classes: list[str] | None
+    output: Path | None
+
+
+def predict_file(
+    run_dir: str | Path,
+    input_path: str | Path,
+    output: str | Path | None = None,
+    proba: bool = False,
+    checkpoint: str = "best",
+    allow_plugins: bool = False,
+) -> PredictResult:
+    """Predict every row of INPUT; write a CSV to `output` (atomically) when given."""
+    from nnctl.runs.rundir import atomic_write
+
+    predictor = Predictor.load(run_dir, checkpoint, allow_plugins)
+    if proba and predictor.task != "classification":
+        raise NnctlError("--proba needs a classification run; this run is a regression.")
+    raw = read_inputs(predictor, input_path)
+    out = predictor.outputs(raw, describe_path(input_path))
+    columns = prediction_columns(predictor, proba)
+    rows = prediction_rows(predictor, out, proba)
+    if output is not None:
+        output = Path(output)
+        if not output.parent.is_dir():
+            raise NnctlError(f"cannot write {output}: the folder {output.parent} does not exist.")
+        atomic_write(output, predictions_csv(columns, rows).encode("utf-8"))
+    classes = None
+    if predictor.task == "classification":
+        classes = predictor.class_names or [str(i) for i in range(predictor.num_classes)]
+    return PredictResult(len(rows), columns, rows, classes, output)

@@ -1,0 +1,175 @@
+"""One trial, run where the executor puts it: build the experiment, train into a run directory under the
+sweep folder, score the best checkpoint, and return a plain record (never raise for the trial's own
+failures: a bad value, a divergence or an exception is the trial's result, not the sweep's)."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from nnctl import registry
+from nnctl.build import Experiment, build_experiment
+from nnctl.config import validate
+from nnctl.errors import NnctlError
+from nnctl.runs.checkpoint import group, load_checkpoint
+from nnctl.runs.rundir import RunDir, read_summary
+from nnctl.sweep import worker
+from nnctl.train.trainer import StopFlag, train
+
+PRUNED = -1  # StopFlag.signum for "stop: pruned" (a signal number is always positive)
+FINAL = ("completed", "pruned", "diverged", "failed")  # statuses a resumed sweep does not run again
+
+
+def run_trial(task: dict[str, Any]) -> dict[str, Any]:
+    started = time.time()
+    record: dict[str, Any] = {"trial": task["trial"], "status": "failed", "objective": None, "error": ""}
+    if worker.terminated is not None:
+        record.update(status="interrupted", error="stopped before it started")
+        return record
+    run: RunDir | None = None
+    try:
+        _import_plugins(task["config"].get("plugins") or [], task.get("base_dir"))
+        config = validate(task["config"], source=f"trial {task['trial']}")
+        experiment = build_experiment(config)
+        path = Path(task["run_dir"])
+        path.mkdir(parents=True)  # the runner removed any leftover of an interrupted attempt
+        (path / "checkpoints").mkdir()
+        run = RunDir(path)
+        _train_and_score(task, experiment, run, record)
+    except NnctlError as exc:  # the trial's config or data does not work
+        record["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - any bug in a trial is that trial's failure
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc()
+    if record["status"] == "failed" and run is not None:
+        _mark_failed(run, record["error"])
+    record["seconds"] = round(time.time() - started, 3)
+    return record
+
+
+def _train_and_score(task: dict, experiment: Experiment, run: RunDir, record: dict) -> None:
+    objective = task["objective"]
+    stop = StopFlag(signum=worker.terminated)
+    reporter = TrialReporter(objective["column"], stop, _pruner(task))
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop._handle) if in_main else None  # Dask runs tasks in threads
+    try:
+        result = train(experiment, run, reporter, stop)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    record.update(epochs=result.epochs, curve=reporter.curve)
+    if result.status == "interrupted":
+        record["status"] = "pruned" if stop.signum == PRUNED else "interrupted"
+        if record["status"] == "interrupted":
+            record["error"] = "stopped by the sweep being interrupted"
+            return
+    elif result.status == "diverged":
+        record.update(status="diverged", error=f"training diverged (NaN/Inf loss) in epoch {result.epochs + 1}")
+        return
+    else:
+        record["status"] = "completed"
+    record["metrics"] = score(experiment, run.path, objective["split"])
+    value = record["metrics"].get(objective["split"], {}).get(objective["metric"])
+    if value is None:
+        known = ", ".join(record["metrics"].get(objective["split"], {})) or "none (empty split)"
+        record.update(
+            status="failed",
+            error=f"objective {objective['metric']} on {objective['split']} is not reported; has: {known}",
+        )
+    else:
+        record["objective"] = float(value)
+
+
+def score(experiment: Experiment, run_path: Path, objective_split: str) -> dict[str, dict[str, float]]:
+    """Metrics of the best checkpoint (as `nnctl eval` scores it) on val, test and the objective's split."""
+    ckpt = run_path / "checkpoints" / "best.npz"
+    if not ckpt.exists():
+        ckpt = run_path / "checkpoints" / "last.npz"
+    arrays, _ = load_checkpoint(ckpt)
+    experiment.network.load_params(group(arrays, "param"), source=str(ckpt))
+    splits = dict.fromkeys(["val", "test", objective_split])
+    return {s: _floats(experiment.evaluate(s)) for s in splits if len(experiment.splits[s])}
+
+
+def _floats(values: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
+
+
+class TrialReporter:
+    """Collects the per-epoch objective; asks the pruner whether to stop, and stops through the StopFlag."""
+
+    def __init__(self, column: str, stop: StopFlag, pruner=None):
+        self.column, self.stop, self.pruner = column, stop, pruner
+        self.curve: list[float | None] = []
+
+    def on_start(self, experiment, run_dir) -> None:
+        pass
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        value = row.get(self.column)
+        self.curve.append(float(value) if value is not None else None)
+        if self.pruner is not None and value is not None and math.isfinite(value):
+            if self.pruner.should_prune(row["epoch"], float(value)):
+                self.stop.signum = PRUNED  # the loop stops at its next step and the run says `interrupted`
+
+    def on_end(self, result) -> None:
+        pass
+
+
+class MedianPruner:
+    """Optuna's median rule against the trials that had completed when this one was proposed."""
+
+    def __init__(self, direction: str, warmup_epochs: int, startup_trials: int, history: list[dict]):
+        from nnctl.sweep.strategies import require_optuna
+
+        optuna = require_optuna()
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs)
+        study = optuna.create_study(direction="maximize" if direction == "max" else "minimize", pruner=pruner)
+        for past in history:
+            curve = {i + 1: v for i, v in enumerate(past["curve"]) if v is not None and math.isfinite(v)}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.COMPLETE, value=past["objective"], intermediate_values=curve
+                )
+            )
+        self.trial = study.ask()
+
+    def should_prune(self, epoch: int, value: float) -> bool:
+        self.trial.report(value, epoch)
+        return self.trial.should_prune()
+
+
+def _pruner(task: dict) -> MedianPruner | None:
+    pruning = task.get("pruning")
+    if not pruning:
+        return None
+    return MedianPruner(task["direction"], pruning["warmup_epochs"], pruning["startup_trials"], task["history"])
+
+
+def _import_plugins(modules: list[str], base_dir: str | None) -> None:
+    if not modules:
+        return
+    if base_dir:
+        sys.path.insert(0, base_dir)
+    try:
+        registry.import_plugins(modules)
+    finally:
+        if base_dir:
+            sys.path.remove(base_dir)
+
+
+def _mark_failed(run: RunDir, error: str) -> None:
+    try:
+        summary = read_summary(run.path) or {"status": "running"}
+        if summary.get("status") in ("running", None):
+            summary.update(status="failed", error=error)
+            run.write_summary(summary)
+    except Exception:  # noqa: BLE001 - the trial's own error matters more
+        pass
