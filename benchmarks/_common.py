@@ -166,3 +166,27 @@ def emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 
 def fmt_ratio(r: float | None) -> str:
     return "n/a" if r is None else f"{r:.2f}x"
+
+
+def add_sides(result: dict[str, Any], names: tuple[str, ...], times, warmup, losses, sides) -> None:
+    """Per-side summaries into `result`, and each other side's time over nnctl's (>1: nnctl faster):
+    overall from the medians, and per round, where both sides saw the same machine state."""
+    for name in names:
+        result[name] = summarize(times[name], warmup[name], train_loss=losses[name]) if name in sides else None
+    nnctl = result["nnctl"]
+    for name in names[1:]:
+        res = result[name]
+        result[f"ratio_{name}_over_nnctl"] = None if res is None else res["median_s"] / nnctl["median_s"]
+        if res is not None:
+            res["ratio_per_round"] = [t / n for t, n in zip(res["times_s"], nnctl["times_s"], strict=True)]
+
+
+def epoch_line(label: str, res: dict[str, Any] | None, width: int = 8) -> str:
+    """One side's seconds per epoch, each timed epoch, warm-up and last loss, as a report line."""
+    if res is None:
+        return f"{label:<{width}} (torch not installed or --no-torch)"
+    each = ", ".join(f"{t:.3f}" for t in res["times_s"])
+    return (
+        f"{label:<{width}} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
+        f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})"
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 # isort: off
 import _common  # first: sets the BLAS/OpenMP thread counts before numpy (or torch) is loaded
-from _common import emit, fmt_ratio, machine_info, parser, profile_top, summarize, timed
+from _common import add_sides, emit, epoch_line, fmt_ratio, machine_info, parser, profile_top, timed
 
 import os
 import sys
@@ -199,23 +199,10 @@ def main() -> None:
         "data_s": data_s,
         "build_s": build_s,
     }
-    for name in ("nnctl", "torch", "torch_flush_denormal"):
-        result[name] = summarize(times[name], warmup[name], train_loss=losses[name]) if name in sides else None
-    nn_med = result["nnctl"]["median_s"]
-    for name in ("torch", "torch_flush_denormal"):
-        res = result[name]
-        result[f"ratio_{name}_over_nnctl"] = None if res is None else res["median_s"] / nn_med
-        if res is not None:  # the same ratio taken within each round, where both saw the same machine state
-            res["ratio_per_round"] = [t / n for t, n in zip(res["times_s"], result["nnctl"]["times_s"], strict=True)]
+    add_sides(result, ("nnctl", "torch", "torch_flush_denormal"), times, warmup, losses, sides)
 
     def line(label: str, res: dict | None) -> str:
-        if res is None:
-            return f"{label:<22} (torch not installed or --no-torch)"
-        each = ", ".join(f"{t:.3f}" for t in res["times_s"])
-        return (
-            f"{label:<22} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
-            f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})"
-        )
+        return epoch_line(label, res, 22)
 
     m = result["machine"]
     steal_txt = "n/a" if result["steal_fraction"] is None else f"{100 * result['steal_fraction']:.0f} %"
