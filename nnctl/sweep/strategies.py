@@ -177,14 +177,15 @@ def goal(spec: SweepSpec) -> str:
     if spec.objective.metric == "loss":
         return "min"
     from nnctl import registry
+    from nnctl.train.metrics import higher_is_better
 
-    registry.load_builtins()
-    known = registry.METRICS.names()
-    if spec.objective.metric not in known:
+    better = higher_is_better(spec.objective.metric)  # metric names and columns such as top3_accuracy
+    if better is None:
         from nnctl.registry import suggest
 
+        known = registry.METRICS.names()
         raise ConfigError(
             f"objective.metric: unknown metric '{spec.objective.metric}'.{suggest(spec.objective.metric, known)} "
             f"Known: loss, {', '.join(known)}."
         )
-    return "max" if registry.METRICS.get(spec.objective.metric).component().higher_is_better else "min"
+    return "max" if better else "min"
