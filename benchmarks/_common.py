@@ -190,3 +190,33 @@ def epoch_line(label: str, res: dict[str, Any] | None, width: int = 8) -> str:
         f"{label:<{width}} {res['median_s']:.3f} s/epoch  (median of {len(res['times_s'])}: {each}; "
         f"warm-up {res['warmup_s']:.3f}; last train loss {res['train_loss'][-1]:.4f})"
     )
+
+
+def nnctl_epoch(experiment, losses: list[float]) -> Callable[[], None]:
+    """A callable that trains `experiment` (built with train.epochs=1) for one more epoch through
+    nnctl's own trainer and records its training loss."""
+    from nnctl.train.trainer import train
+
+    def one_epoch() -> None:
+        result = train(experiment)
+        assert result.status == "completed", result.status
+        losses.append(result.final["train_loss"])
+
+    return one_epoch
+
+
+def torch_mlp(torch, init: list[tuple[Any, Any]], activation) -> Any:
+    """nn.Sequential of Linear layers from nnctl's initial (weight (fan_in, fan_out), bias) pairs,
+    with `activation()` between them, so both sides start from the same weights."""
+    import numpy as np
+
+    layers: list = []
+    for i, (w, b) in enumerate(init):
+        linear = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers.append(linear)
+        if i < len(init) - 1:
+            layers.append(activation())
+    return torch.nn.Sequential(*layers)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 # isort: off
 import _common  # first: sets the BLAS/OpenMP thread counts before numpy (or torch) is loaded
-from _common import add_sides, emit, epoch_line, fmt_ratio, machine_info, parser, profile_top, timed
+from _common import add_sides, emit, epoch_line, fmt_ratio, machine_info, nnctl_epoch, parser, profile_top, timed
 
 import os
 import resource
@@ -82,15 +82,6 @@ def cnn_config(path: str) -> dict:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def nnctl_epoch(experiment, losses: list[float]):
-    def one_epoch():
-        result = train(experiment)
-        assert result.status == "completed", result.status
-        losses.append(result.final["train_loss"])
-
-    return one_epoch
 
 
 def torch_epoch(torch, x: np.ndarray, y: np.ndarray, layers, losses: list[float]):

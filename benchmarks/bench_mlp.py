@@ -16,7 +16,18 @@ from __future__ import annotations
 
 # isort: off
 import _common  # first: sets the BLAS/OpenMP thread counts before numpy (or torch) is loaded
-from _common import add_sides, emit, epoch_line, fmt_ratio, machine_info, parser, profile_top, timed
+from _common import (
+    add_sides,
+    emit,
+    epoch_line,
+    fmt_ratio,
+    machine_info,
+    nnctl_epoch,
+    parser,
+    profile_top,
+    timed,
+    torch_mlp,
+)
 
 import os
 import sys
@@ -81,30 +92,10 @@ def initial_weights(experiment) -> list[tuple[np.ndarray, np.ndarray]]:
 # --- the two sides, each as "run one epoch" -------------------------------------------------------
 
 
-def nnctl_epoch(experiment, losses: list[float]):
-    """One epoch through nnctl's trainer on a continued experiment (train.epochs is 1)."""
-
-    def one_epoch():
-        result = train(experiment)
-        assert result.status == "completed", result.status
-        losses.append(result.final["train_loss"])
-
-    return one_epoch
-
-
 def torch_epoch(torch, x: np.ndarray, y: np.ndarray, init, losses: list[float], flush_denormal: bool):
     """One epoch of the same network in PyTorch: randperm per epoch, index_select batches, Adam."""
     nn = torch.nn
-    layers: list = []
-    for i, (w, b) in enumerate(init):
-        linear = nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers.append(linear)
-        if i < len(init) - 1:
-            layers.append(nn.ReLU())
-    model = nn.Sequential(*layers)
+    model = torch_mlp(torch, init, nn.ReLU)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     criterion = nn.CrossEntropyLoss()
     X = torch.from_numpy(x)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 # isort: off
 import _common  # first: sets the BLAS/OpenMP thread counts before numpy (or torch) is loaded
-from _common import add_sides, emit, epoch_line, fmt_ratio, machine_info, parser, profile_top, timed
+from _common import add_sides, emit, epoch_line, fmt_ratio, machine_info, nnctl_epoch, parser, profile_top, timed
 
 import os
 import sys
@@ -61,15 +61,6 @@ def rnn_config(path: str) -> dict:
         "train": {"epochs": 1, "batch_size": BATCH, "shuffle": True, "monitor": "train_loss"},
         "output": {"checkpoint_every": 1_000_000},
     }
-
-
-def nnctl_epoch(experiment, losses: list[float]):
-    def one_epoch():
-        result = train(experiment)
-        assert result.status == "completed", result.status
-        losses.append(result.final["train_loss"])
-
-    return one_epoch
 
 
 def torch_epoch(torch, x: np.ndarray, y: np.ndarray, experiment, losses: list[float]):

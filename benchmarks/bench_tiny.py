@@ -16,7 +16,7 @@ from __future__ import annotations
 
 # isort: off
 import _common  # first: sets the BLAS/OpenMP thread counts before numpy (or torch) is loaded
-from _common import emit, fmt_ratio, machine_info, parser, profile_top, summarize, timed
+from _common import emit, fmt_ratio, machine_info, parser, profile_top, summarize, timed, torch_mlp
 
 import math
 import os
@@ -84,16 +84,7 @@ def nnctl_run(config, losses: list[float]):
 def torch_run(torch, x: np.ndarray, y: np.ndarray, init, epochs: int, losses: list[float]):
     """The same network, data and batching in PyTorch, from the same initial weights."""
     nn = torch.nn
-    layers: list = []
-    for i, (w, b) in enumerate(init):
-        linear = nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers.append(linear)
-        if i < len(init) - 1:
-            layers.append(nn.Tanh())
-    model = nn.Sequential(*layers)
+    model = torch_mlp(torch, init, nn.Tanh)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     criterion = nn.MSELoss()
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
