@@ -1,9 +1,10 @@
 """Reference trainings whose checkpoints must stay byte-identical across refactors of the middle.
 
-`python -m tests.runs.reference_runs > tests/runs/reference_hashes.json` records the SHA-256 of
+`OPENBLAS_NUM_THREADS=1 python -m tests.runs.reference_runs > tests/runs/reference_hashes.json` records the SHA-256 of
 every checkpoint and of metrics.csv (without its wall-clock `seconds` column) on the commit
 before a redesign; `test_reference_checkpoints.py` trains the same cases and compares.
-The fingerprint says where the hashes hold: another numpy, Python or CPU gives other bits.
+The fingerprint says where the hashes hold: another numpy, Python or CPU gives other bits, and so
+does another BLAS thread count (OpenBLAS splits some products differently), hence one thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -46,6 +48,7 @@ def fingerprint() -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu": _cpu_model(),
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", ""),
     }
 
 
