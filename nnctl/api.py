@@ -13,7 +13,6 @@ features are applied from the checkpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,16 @@ from typing import Any
 import numpy as np
 
 from nnctl.errors import NnctlError
-from nnctl.predict import Predictor, checkpoint_path, playground_generator, run_config
-from nnctl.runs.rundir import read_metrics
+from nnctl.predict import Predictor
+from nnctl.runs.rundir import RunDir
 
 SPLITS = ("train", "val", "test")
 
 
 def load_run(path: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Run:
     """Open a run directory written by `nnctl train`; `checkpoint` is best (falls back to last) or last."""
-    path = Path(path)
-    checkpoint_path(path, checkpoint)  # fail now, with the message, if there is nothing to load
-    return Run(path, checkpoint, allow_plugins)
+    RunDir.open(path).find_checkpoint(checkpoint)  # fail now, with the message, if there is nothing to load
+    return Run(Path(path), checkpoint, allow_plugins)
 
 
 class Run:
@@ -44,6 +42,7 @@ class Run:
         self._config = None
         self._predictor: Predictor | None = None
         self._experiment = None
+        self._opened = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.summary.get('status')!r}, checkpoint={self.checkpoint!r})"
@@ -54,17 +53,14 @@ class Run:
     def config(self):
         """The resolved ExperimentConfig (a frozen pydantic model; `.model_dump()` for a dict)."""
         if self._config is None:
-            self._config = run_config(self.path, self.allow_plugins)
+            from nnctl.runs.reopen import read_run_config
+
+            self._config = read_run_config(RunDir.open(self.path), self.allow_plugins)
         return self._config
 
     @property
     def summary(self) -> dict:
-        try:
-            return json.loads((self.path / "summary.json").read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, json.JSONDecodeError) as exc:
-            raise NnctlError(f"{self.path}/summary.json is unreadable: {exc}") from None
+        return RunDir(self.path).read_summary()
 
     @property
     def metrics(self) -> Any:
@@ -73,9 +69,9 @@ class Run:
         try:
             import pandas as pd
         except ImportError:
-            return [{k: _number(k, v) for k, v in row.items()} for row in read_metrics(self.path)]
-        file = self.path / "metrics.csv"
-        return pd.read_csv(file) if file.exists() else pd.DataFrame()
+            return [{k: _number(k, v) for k, v in row.items()} for row in RunDir(self.path).read_metrics()]
+        rows = RunDir(self.path).read_metrics()
+        return pd.DataFrame(rows).apply(pd.to_numeric, errors="coerce") if rows else pd.DataFrame()
 
     # --- the model ---
 
@@ -124,9 +120,9 @@ class Run:
     def experiment(self):
         """The rebuilt experiment (data, splits, network with the checkpoint's weights)."""
         if self._experiment is None:
-            from nnctl.train.evaluate import open_run
+            from nnctl.runs.reopen import open_run
 
-            self._experiment = open_run(self.path, self.checkpoint, self.allow_plugins)
+            self._experiment = open_run(self.path, self.checkpoint, self.allow_plugins).experiment()
         return self._experiment
 
     def evaluate(self, split: str = "test") -> dict:
@@ -142,13 +138,7 @@ class Run:
         should answer (class names, or regression values (N, T))."""
         _check_split(split)
         experiment = self.experiment
-        raw, y = _split_raw(experiment.config, split)
-        stored = experiment.splits[split]
-        # The split is recomputed from the seed as build_experiment does; check that it matches.
-        x = self.predictor.points_to_features(raw) if self.predictor.playground else raw
-        same = len(x) == len(stored) and np.array_equal(y, stored.y_true)
-        if not same or not np.allclose(experiment.normalizer.transform(x), stored.x, rtol=1e-4, atol=1e-5):
-            raise RuntimeError(f"the {split} split recomputed for {self.path} does not match the experiment's")
+        raw, y = experiment.raw_inputs(split), experiment.splits[split].y_true
         if experiment.task == "classification" and experiment.class_names:
             y = np.asarray(experiment.class_names)[y]
         return raw, y
@@ -157,26 +147,6 @@ class Run:
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise NnctlError(f"split must be train, val or test, got '{split}'.")
-
-
-def _split_raw(config, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's raw inputs (Playground: the points) and targets, selected like build_experiment does."""
-    from nnctl.build import STREAM_DATA, STREAM_SPLIT, _subsample, load_dataset, rng_for
-    from nnctl.data.split import split_indices
-
-    dataset = load_dataset(config)
-    ratios = {"train": config.data.split.train, "val": config.data.split.val, "test": config.data.split.test}
-    idx = split_indices(dataset, ratios, rng_for(config.seed, STREAM_SPLIT))[split]
-    if split == "train" and config.data.train_fraction < 1:
-        idx = _subsample(dataset, idx, config.data.train_fraction, config.seed)
-    source = playground_generator(config)
-    if source is None:
-        return dataset.x[idx], dataset.y[idx]
-    from nnctl.data import playground
-
-    spec = config.data.source
-    points, _ = playground.GENERATORS[source.name](spec.samples, spec.noise / 100, rng_for(config.seed, STREAM_DATA))
-    return points[idx], dataset.y[idx]
 
 
 def _number(key: str, text: str) -> Any:

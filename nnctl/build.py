@@ -17,17 +17,12 @@ from nnctl.data.dataset import Dataset
 from nnctl.data.split import split_indices
 from nnctl.data.transforms import Normalizer
 from nnctl.errors import ConfigError, DataError, NnctlError
+from nnctl.metrics import Metric, build_metrics
 from nnctl.nn.activations import Softmax
 from nnctl.nn.network import Network
-from nnctl.train.metrics import Metric, build_metrics
+from nnctl.rng import STREAM_DATA, STREAM_INIT, STREAM_SPLIT, rng_for
 
-# Independent random streams, each a pure function of the seed (and epoch/step where it applies).
-STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_LAYERS = 0, 1, 2, 3, 4, 5
 SPLITS = ("train", "val", "test")
-
-
-def rng_for(seed: int, *stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *stream])
 
 
 @dataclass
@@ -59,6 +54,15 @@ class Experiment:
     augmentations: list = field(default_factory=list)
     penalties: list = field(default_factory=list)  # (regularizer, weight, grad)
     constraints: list = field(default_factory=list)  # (constraint, weight)
+    # The split, computed once: row indices of the data set per split, and the data set they index
+    # (for the raw inputs that predict() takes: Playground points, or the features before normalization).
+    indices: dict[str, np.ndarray] = field(default_factory=dict)
+    dataset: Dataset | None = None
+
+    def raw_inputs(self, split: str) -> np.ndarray:
+        """A split's inputs as `nnctl predict` takes them (Playground: the 2-D points)."""
+        data = self.dataset.raw if self.dataset.raw is not None else self.dataset.x
+        return data[self.indices[split]]
 
     def predictions(self, out: np.ndarray) -> np.ndarray:
         """Class indices, or regression values in the data's original units."""
@@ -231,6 +235,8 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
                 raise ConfigError(f"data.augment[{i}]: {exc}") from None
 
     return Experiment(
+        indices=indices,
+        dataset=dataset,
         penalties=penalties,
         constraints=constraints,
         augmentations=augmentations,

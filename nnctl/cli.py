@@ -96,14 +96,14 @@ def train(
     from nnctl.console import ConsoleReporter, make_console, stdout_json
     from nnctl.errors import DivergedError, NnctlError
     from nnctl.session import resume_training, run_training
-    from nnctl.train.trainer import SilentReporter, StopFlag
+    from nnctl.train.trainer import StopFlag
 
     if (config is None) == (resume is None):
         raise NnctlError("give either a CONFIG file to train or --resume RUN_DIR to continue a run (not both).")
     if resume is not None and set_:
         raise NnctlError("--set cannot change a resumed run (it must continue exactly); train a new run instead.")
     console = make_console(stderr=json_)
-    reporter = SilentReporter() if quiet else ConsoleReporter(console)
+    reporter = None if quiet else ConsoleReporter(console)
     stop = StopFlag()
     stop.install()
     if resume is not None:
@@ -248,7 +248,7 @@ def augment(
     debug: DebugOption = False,
 ) -> None:
     """Draw training samples next to augmented copies (data.augment), as the network sees them; needs matplotlib."""
-    from nnctl.data.preview import write_preview
+    from nnctl.viz.augment_preview import write_preview
 
     path = write_preview(config, set_ or [], output, samples, variants)
     typer.echo(f"wrote {path}")
@@ -402,7 +402,7 @@ def playground(
     if output is None:
         typer.echo(text, nl=False)
         return
-    from nnctl.runs.rundir import atomic_write
+    from nnctl.runs.files import atomic_write
 
     atomic_write(output, text.encode("utf-8"))
     typer.echo(f"wrote {output}; train it with: nnctl train {output}")

@@ -7,7 +7,6 @@ discriminated union on `type`), so a plugin's components validate exactly like b
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -255,6 +254,13 @@ def experiment_model() -> type[BaseModel]:
             ),
         ),
         output=(OutputConfig, Field(default_factory=OutputConfig, description="Run directory settings.")),
+        callbacks=(
+            list[component_union(registry.CALLBACKS)],
+            Field(
+                default_factory=list,
+                description="More callbacks run after every epoch (`nnctl list callbacks`; plugins can add their own).",
+            ),
+        ),
         __validators__={"_metrics": field_validator("metrics")(_metric_names)},
     )
     _cache.update(key=key, model=experiment)
@@ -286,20 +292,9 @@ def load_config_detailed(path: str | Path, overrides: list[str] | None = None) -
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, data, model, ...).")
     overridden = apply_overrides(raw, overrides or [])
-    plugins = raw.get("plugins") or []
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError(f"{path}: plugins must be a list of module names.")
-    _import_plugins(plugins, Path(path).resolve().parent)
-    return LoadedConfig(validate(raw, lines, overridden, str(path)), raw, lines, overridden, str(path))
-
-
-def _import_plugins(modules: list[str], folder: Path) -> None:
     # A plugin next to the config file is found without installing it.
-    sys.path.insert(0, str(folder))
-    try:
-        registry.import_plugins(modules)
-    finally:
-        sys.path.remove(str(folder))
+    registry.import_plugins(raw.get("plugins") or [], Path(path).resolve().parent, where=str(path))
+    return LoadedConfig(validate(raw, lines, overridden, str(path)), raw, lines, overridden, str(path))
 
 
 def validate(raw: dict, lines: dict | None = None, overridden: dict | None = None, source: str = "<dict>") -> BaseModel:
@@ -554,4 +549,7 @@ def dump_config(config: BaseModel) -> dict:
             return [order(v) for v in node]
         return node
 
-    return order(config.model_dump(mode="json"))
+    dumped = order(config.model_dump(mode="json"))
+    if not dumped.get("callbacks"):
+        dumped.pop("callbacks", None)  # configs without callbacks resolve as they did before callbacks existed
+    return dumped

@@ -23,46 +23,8 @@ from nnctl import registry
 from nnctl.data.csvfile import describe_path
 from nnctl.data.transforms import Normalizer
 from nnctl.errors import DataError, NnctlError
-from nnctl.runs.checkpoint import group, load_checkpoint
 
 PLAYGROUND_INPUTS = ["x1", "x2"]
-CHECKPOINTS = ("best", "last")
-
-
-def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
-    """checkpoints/<checkpoint>.npz; `best` falls back to last.npz (a run without validation data has no best)."""
-    if checkpoint not in CHECKPOINTS:
-        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
-    if not run_dir.is_dir():
-        raise NnctlError(f"run directory not found: {run_dir}")
-    path = run_dir / "checkpoints" / f"{checkpoint}.npz"
-    if not path.exists() and checkpoint == "best":
-        path = run_dir / "checkpoints" / "last.npz"
-    if not path.exists():
-        raise NnctlError(
-            f"{run_dir} has no checkpoint '{checkpoint}' (looked for {path}); did the run finish an epoch?"
-        )
-    return path
-
-
-def run_config(run_dir: Path, allow_plugins: bool = False) -> BaseModel:
-    """The run's resolved config, validated; plugins are imported only when allowed."""
-    from nnctl.config import validate
-    from nnctl.yamlio import read_yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise NnctlError(f"{run_dir} has no config.yaml; is it a run directory written by `nnctl train`?")
-    raw, lines = read_yaml(path)
-    plugins = (raw or {}).get("plugins") or []
-    if plugins:
-        if not allow_plugins:
-            raise NnctlError(
-                f"{run_dir} was trained with plugins {plugins}; importing them runs their code. "
-                "Pass --allow-plugins (allow_plugins=True) if you trust them (they must be importable)."
-            )
-        registry.import_plugins(plugins)
-    return validate(raw or {}, lines, source=str(path))
 
 
 def playground_generator(config: BaseModel) -> Any | None:
@@ -89,24 +51,18 @@ class Predictor:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Predictor:
-        from nnctl.build import build_network, load_dataset
+        from nnctl.build import load_dataset
+        from nnctl.runs.reopen import open_run
 
-        run_dir = Path(run_dir)
-        path = checkpoint_path(run_dir, checkpoint)
-        config = run_config(run_dir, allow_plugins)
-        arrays, meta = load_checkpoint(path)
-        norm_state = group(arrays, "norm")
-        normalizer = Normalizer.from_state(config.data.normalize.method, norm_state)
-        target_normalizer = Normalizer.from_state(config.data.target_normalize, group(arrays, "target_norm"))
+        opened = open_run(run_dir, checkpoint, allow_plugins)
+        config, meta = opened.config, opened.checkpoint.meta
+        normalizer = Normalizer.from_state(config.data.normalize.method, opened.checkpoint.norm)
+        target_normalizer = Normalizer.from_state(config.data.target_normalize, opened.checkpoint.target_norm)
         if normalizer.shift is not None and normalizer.shift.ndim >= 1:
             input_shape = tuple(int(d) for d in normalizer.shift.shape)  # per-feature statistics: one sample's shape
         else:  # statistics over all values: only the data know the sample shape
             input_shape = tuple(load_dataset(config).sample_shape)
-        network = build_network(config, input_shape, np.dtype(config.dtype))
-        network.load_params(group(arrays, "param"), source=str(path))
-        buffers = group(arrays, "buffer")
-        if buffers or network.named_buffers():
-            network.load_buffers(buffers, source=str(path))
+        network = opened.network(input_shape)
         class_names = meta.get("class_names")
         if meta.get("task") == "classification" and not class_names:
             class_names = None
@@ -308,7 +264,7 @@ def predict_file(
     allow_plugins: bool = False,
 ) -> PredictResult:
     """Predict every row of INPUT; write a CSV to `output` (atomically) when given."""
-    from nnctl.runs.rundir import atomic_write
+    from nnctl.runs.files import atomic_write
 
     predictor = Predictor.load(run_dir, checkpoint, allow_plugins)
     if proba and predictor.task != "classification":

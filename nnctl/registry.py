@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
@@ -30,7 +33,8 @@ _BUILTIN_MODULES = (
     "nnctl.data.sequences",
     "nnctl.data.images",
     "nnctl.data.augment",
-    "nnctl.train.metrics",
+    "nnctl.metrics",
+    "nnctl.train.callbacks",
 )
 _builtins_loaded = False
 
@@ -138,18 +142,45 @@ METRICS = Registry("metric", "metrics")
 REGULARIZERS = Registry("regularizer", "regularizers")
 AUGMENTATIONS = Registry("augmentation", "augmentations")
 SCHEDULES = Registry("schedule", "schedules")
+CALLBACKS = Registry("callback", "callbacks")
 
-ALL = {r.plural: r for r in (LAYERS, LOSSES, OPTIMIZERS, REGULARIZERS, DATA_SOURCES, AUGMENTATIONS, SCHEDULES, METRICS)}
+ALL = {
+    r.plural: r
+    for r in (LAYERS, LOSSES, OPTIMIZERS, REGULARIZERS, DATA_SOURCES, AUGMENTATIONS, SCHEDULES, METRICS, CALLBACKS)
+}
 
 
-def import_plugins(modules: list[str]) -> None:
-    """Import user modules named by a config's `plugins:` so they can register components."""
-    load_builtins()
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(
-                f"plugins: cannot import module '{module}': {exc}. A plugin is a Python module on the "
-                "import path or in the config file's folder."
-            ) from None
+def import_plugins(modules: list, folder: str | Path | None = None, *, allowed: bool = True, where: str = "") -> None:
+    """The one gate through which a config's `plugins:` run: import the named modules (found on the
+    import path, or in `folder`, the folder of the config that names them) so they can register
+    components. For saved files (a run directory, a sweep folder) `allowed` is the user's
+    --allow-plugins: without it, naming plugins is an error and nothing is imported."""
+    if not modules:
+        return
+    if not isinstance(modules, list) or not all(isinstance(m, str) and _MODULE_NAME.fullmatch(m) for m in modules):
+        raise ConfigError(
+            f"{where or 'plugins'}: plugins must be a list of Python module names (like my_layers), got {modules!r}."
+        )
+    if not allowed:
+        raise ConfigError(
+            f"{where} was trained with plugins {modules}; importing them runs their code. "
+            "Pass --allow-plugins (allow_plugins=True in Python) if you trust them (they must be importable)."
+        )
+    load_builtins()  # before the folder joins the import path, so nothing built in can be shadowed from it
+    if folder is not None:
+        sys.path.insert(0, str(folder))
+    try:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ConfigError(
+                    f"plugins: cannot import module '{module}': {exc}. A plugin is a Python module on the "
+                    "import path or in the config file's folder."
+                ) from None
+    finally:
+        if folder is not None:
+            sys.path.remove(str(folder))
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")

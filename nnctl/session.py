@@ -11,8 +11,10 @@ from nnctl import registry
 from nnctl.build import build_experiment, build_network, load_dataset
 from nnctl.config import dump_config, load_config, load_config_detailed, value_sources
 from nnctl.errors import ConfigError, NnctlError
-from nnctl.runs.rundir import RunDir, create_run_dir
-from nnctl.train.trainer import Reporter, StopFlag, TrainResult, train
+from nnctl.runs.checkpoint import Checkpoint
+from nnctl.runs.reopen import check_resumable, open_run
+from nnctl.runs.rundir import RunDir
+from nnctl.train.trainer import Reporter, Resume, StopFlag, TrainResult, train
 from nnctl.yamlio import dump_yaml
 
 
@@ -25,14 +27,8 @@ def run_training(
 ) -> TrainResult:
     config = load_config(config_path, overrides)
     experiment = build_experiment(config)  # every data/shape error surfaces before a run dir exists
-    run = RunDir(create_run_dir(runs_dir or config.output.runs_dir, config.name))
-    try:
-        return train(experiment, run, reporter, stop)
-    except BaseException as exc:
-        # A crash mid-run must not leave a directory that looks like a finished run.
-        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            _mark_failed(run, exc)
-        raise
+    run = RunDir.create(runs_dir or config.output.runs_dir, config.name)
+    return _train_marking_failures(experiment, run, reporter, stop)
 
 
 def resume_training(
@@ -42,47 +38,32 @@ def resume_training(
     allow_plugins: bool = False,
 ) -> TrainResult:
     """Continue a run from checkpoints/last.npz in the same directory, exactly as if never stopped."""
-    from nnctl.runs.checkpoint import group, load_checkpoint
-    from nnctl.train.evaluate import restore_run
-    from nnctl.train.trainer import Resume, TrainState
-
-    experiment, arrays, meta = restore_run(run_dir, "last", allow_plugins)
-    if "train_state" not in meta:
-        raise NnctlError(f"{run_dir}/checkpoints/last.npz has no training state; it cannot be resumed.")
-    state = TrainState(**meta["train_state"])
-    state.seconds = float(RunDir(Path(run_dir)).read_summary().get("seconds") or 0.0)
-    if state.epoch >= experiment.config.train.epochs:
+    opened = open_run(run_dir, "last", allow_plugins)
+    state = check_resumable(opened)
+    experiment = opened.experiment(with_optimizer=True)
+    if state["epoch"] >= experiment.config.train.epochs:
         raise NnctlError(
-            f"{run_dir} already completed all {state.epoch} epochs; nothing to resume. "
+            f"{run_dir} already completed all {state['epoch']} epochs; nothing to resume. "
             "To train longer, start a new run from its config.yaml with --set train.epochs=N."
         )
-    experiment.optimizer.load_state_dict(group(arrays, "optim"))
-    best_params = best_buffers = None
-    best_path = Path(run_dir) / "checkpoints" / "best.npz"
-    if state.best and best_path.exists():
-        best_arrays, _ = load_checkpoint(best_path)
-        best_params = experiment.network.flat_params.copy()
-        for name, (offset, shape) in experiment.network.param_slices.items():
-            best_params[offset : offset + int(np.prod(shape))] = best_arrays[f"param/{name}"].ravel()
-        best_buffers = group(best_arrays, "buffer")
-    run = RunDir.reopen(Path(run_dir), state.epoch)
+    resume = Resume(state, seconds=float(opened.run.read_summary().get("seconds") or 0.0))
+    best_epoch = (state.get("best") or {}).get("epoch")
+    if best_epoch is not None and opened.run.has_checkpoint("best"):
+        best = Checkpoint.load(opened.run.checkpoint_path("best"))
+        if best.epoch == best_epoch:  # otherwise a kill fell between the two writes: best restarts from here
+            resume.best_params, resume.best_buffers = best.flat_params(experiment.network), best.buffers
+    run = RunDir.resume(opened.path, state["epoch"])
+    return _train_marking_failures(experiment, run, reporter, stop, resume)
+
+
+def _train_marking_failures(experiment, run: RunDir, reporter, stop, resume: Resume | None = None) -> TrainResult:
     try:
-        return train(experiment, run, reporter, stop, Resume(state, best_params, best_buffers))
+        return train(experiment, run, reporter, stop, resume)
     except BaseException as exc:
+        # A crash mid-run must not leave a directory that looks like a finished run.
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            _mark_failed(run, exc)
+            run.mark_failed(f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _mark_failed(run: RunDir, exc: BaseException) -> None:
-    from nnctl.runs.rundir import read_summary
-
-    try:
-        summary = read_summary(run.path)
-        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        run.write_summary(summary)
-    except Exception:  # noqa: BLE001 - the original error matters more
-        pass
 
 
 def describe_config(config_path: str | Path, overrides: list[str], explain: bool = False) -> str:

@@ -26,6 +26,9 @@ class Dataset:
     class_names: list[str] | None = None  # classification only, index -> name
     target_names: list[str] | None = None  # e.g. ["y"] or the CSV target column name
     splits: dict[str, np.ndarray] | None = None  # predefined "train"/"val"/"test" indices, else None
+    # What `nnctl predict` takes, when that is not x: the 2-D points of a Playground source (x holds
+    # the features computed from them). None: x itself.
+    raw: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Sources written as plugins construct this too, so say precisely what does not fit.

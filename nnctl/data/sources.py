@@ -76,9 +76,9 @@ class _Playground(Source):
         points, labels = playground.GENERATORS[self.name](p.samples, p.noise / 100, rng)
         x = compute_features(points, list(p.features))
         if self.task == "regression":
-            return Dataset(x, labels[:, None], "regression", list(p.features), target_names=["y"])
+            return Dataset(x, labels[:, None], "regression", list(p.features), target_names=["y"], raw=points)
         y = (labels > 0).astype(np.int64)  # Playground -1 -> class 0, +1 -> class 1
-        return Dataset(x, y, "classification", list(p.features), ["negative", "positive"], ["label"])
+        return Dataset(x, y, "classification", list(p.features), ["negative", "positive"], ["label"], raw=points)
 
 
 @DATA_SOURCES.register("circle")

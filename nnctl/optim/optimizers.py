@@ -51,7 +51,8 @@ class Optimizer:
         self._tmp2 = np.empty_like(params)
         return self
 
-    def step(self) -> None:
+    def step(self, lr: float | None = None) -> None:
+        """One update with learning rate `lr` (the schedule's rate for this step; default: the configured one)."""
         self.t += 1
         g = self.grads
         if self.clip_value is not None:
@@ -60,7 +61,7 @@ class Optimizer:
             norm = float(np.sqrt(g @ g))
             if norm > self.clip_norm:
                 g *= g.dtype.type(self.clip_norm / norm)
-        self._update(self.params, g, self.params.dtype.type(self.lr))
+        self._update(self.params, g, self.params.dtype.type(self.lr if lr is None else lr))
         if self.t % FLUSH_EVERY == 0:
             for moment in self.state.values():
                 moment[np.abs(moment) < DENORMAL_FLOOR] = 0

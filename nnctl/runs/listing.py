@@ -6,12 +6,12 @@ when RUNS_DIR is one experiment's folder, or a sweep's trials/ folder).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
+from nnctl.runs.rundir import RunDir
 
 TEXT_KEYS = ("name", "stamp", "status", "started")
 NUMBER_KEYS = ("epochs", "steps", "seconds")
@@ -22,16 +22,13 @@ def read_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
     root = Path(runs_dir)
     if not root.is_dir():
         raise NnctlError(f"runs folder not found: {root} (train a run first, or give the folder as RUNS_DIR).")
-    paths = sorted({*root.glob("*/summary.json"), *root.glob("*/*/summary.json")})
-    return [_record(path.parent) for path in paths]
+    return [_record(path) for path in RunDir.runs_in(root)]
 
 
 def _record(run: Path) -> dict[str, Any]:
     try:
-        summary = json.loads((run / "summary.json").read_text())
-        if not isinstance(summary, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
+        summary = RunDir(run).read_summary()
+    except NnctlError as exc:
         summary = {"status": "unreadable", "error": str(exc)}
     best = dict(summary.get("best") or {})
     monitor = best.pop("monitor", None) or summary.get("monitor")
@@ -97,7 +94,7 @@ def descending(records: list[dict], key: str) -> bool:
     """Higher-is-better metrics (accuracy, r2 ...) sort best first: descending; losses ascending."""
     if key in TEXT_KEYS or key in NUMBER_KEYS:
         return False
-    from nnctl.train.metrics import higher_is_better
+    from nnctl.metrics import higher_is_better
 
     if key == "best":
         monitors = [r["monitor"] for r in records if r["monitor"]]

@@ -1,35 +1,29 @@
-"""Create and write run directories: runs/<name>/<YYYYMMDD-HHMMSS>-<id>/, every file written atomically."""
+"""A run directory on disk: runs/<name>/<YYYYMMDD-HHMMSS>-<id>/. This class owns every file name in it.
+
+    config.yaml   resolved config          summary.json   status, final and best metrics
+    model.txt     the network summary      metrics.csv    one row per epoch
+    checkpoints/  last.npz, best.npz, epoch-NNNN.npz (keep_last)
+    eval/         <split>-<checkpoint>.json (+ -confusion.csv)   plots/   <kind>.png   report.html
+
+Every file is written atomically (see files.py).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
+from nnctl.runs.checkpoint import Checkpoint
+from nnctl.runs.files import atomic_write
 from nnctl.yamlio import dump_yaml
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
-
-    A reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+CHECKPOINT_NAMES = ("best", "last")
 
 
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -46,49 +40,147 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
             path.mkdir()  # no exist_ok: the directory is ours only if we created it
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
+        (path / RunDir.CHECKPOINTS).mkdir()
         return path
     raise NnctlError(f"could not create a unique run directory under {parent}.")
 
 
 class RunDir:
-    """Writer for one run directory."""
+    """One run directory: its files by name, read and written atomically."""
 
-    METRICS_FILE = "metrics.csv"
+    CONFIG = "config.yaml"
+    MODEL = "model.txt"
+    SUMMARY = "summary.json"
+    METRICS = "metrics.csv"
+    CHECKPOINTS = "checkpoints"
+    EVAL = "eval"
+    PLOTS = "plots"
+    REPORT = "report.html"
+    TRIALS = "trials"  # a sweep folder's runs (read by listings and reports)
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._rows: list[dict[str, Any]] = []
         self._columns: list[str] | None = None
 
-    def write_text(self, name: str, text: str) -> None:
-        atomic_write(self.path / name, text.encode("utf-8"))
-
-    def write_config(self, config: dict) -> None:
-        self.write_text(
-            "config.yaml",
-            "# resolved config: defaults filled in; `nnctl train` on it reproduces the run\n" + dump_yaml(config),
-        )
+    # --- finding and creating ---
 
     @classmethod
-    def reopen(cls, path: Path, upto_epoch: int) -> RunDir:
+    def create(cls, runs_dir: str | Path, name: str) -> RunDir:
+        return cls(create_run_dir(runs_dir, name))
+
+    @classmethod
+    def create_at(cls, path: Path) -> RunDir:
+        """A run directory at a path chosen by the caller (a sweep trial); it must not exist yet."""
+        path = Path(path)
+        path.mkdir(parents=True)
+        (path / cls.CHECKPOINTS).mkdir()
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run directory (one with a config.yaml), or a user error saying what it is not."""
+        path = Path(path)
+        if not path.is_dir():
+            raise NnctlError(f"run directory not found: {path}")
+        if not cls.is_run(path):
+            raise NnctlError(
+                f"{path} is not a run directory (no {cls.CONFIG}); give a folder written by `nnctl train`."
+            )
+        return cls(path)
+
+    @classmethod
+    def is_run(cls, path: Path) -> bool:
+        return (Path(path) / cls.CONFIG).is_file()
+
+    @classmethod
+    def has_epochs(cls, path: Path) -> bool:
+        return (Path(path) / cls.METRICS).is_file()
+
+    @classmethod
+    def runs_in(cls, folder: Path) -> list[Path]:
+        """The run directories under a folder: <name>/<stamp>/ or <stamp>/ (by their summary.json)."""
+        folder = Path(folder)
+        return sorted({p.parent for p in (*folder.glob(f"*/{cls.SUMMARY}"), *folder.glob(f"*/*/{cls.SUMMARY}"))})
+
+    @classmethod
+    def trials_of(cls, sweep_folder: Path) -> list[Path]:
+        """A sweep folder's trial runs that have finished at least one epoch."""
+        trials = Path(sweep_folder) / cls.TRIALS
+        return sorted(p for p in trials.iterdir() if cls.has_epochs(p)) if trials.is_dir() else []
+
+    @classmethod
+    def resume(cls, path: Path, upto_epoch: int) -> RunDir:
         """An existing run directory, for resuming: metrics rows after `upto_epoch` (written after the
         checkpoint a resumed run starts from, e.g. before a SIGKILL) are dropped."""
         run = cls(path)
-        rows = [r for r in read_metrics(path) if int(r["epoch"]) <= upto_epoch]
+        rows = [r for r in run.read_metrics() if int(r["epoch"]) <= upto_epoch]
         if rows:
             run._columns = list(rows[0])
             run._rows = rows
-            run.write_text(cls.METRICS_FILE, run._csv(rows, header=True))
-        elif (run.path / cls.METRICS_FILE).exists():
-            (run.path / cls.METRICS_FILE).unlink()
+            run.write_text(cls.METRICS, run._csv(rows, header=True))
+        elif (run.path / cls.METRICS).exists():
+            (run.path / cls.METRICS).unlink()
         return run
 
+    # --- plain files ---
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write(self.path / name, text.encode("utf-8"))
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    def write_config(self, config: dict) -> None:
+        self.write_text(
+            self.CONFIG,
+            "# resolved config: defaults filled in; `nnctl train` on it reproduces the run\n" + dump_yaml(config),
+        )
+
+    def read_config_text(self) -> str:
+        return self.config_path.read_text()
+
+    def write_model(self, summary: str) -> None:
+        self.write_text(self.MODEL, summary + "\n")
+
+    def read_model(self) -> str | None:
+        path = self.path / self.MODEL
+        return path.read_text() if path.is_file() else None
+
     def read_summary(self) -> dict:
-        return read_summary(self.path)
+        try:
+            summary = json.loads((self.path / self.SUMMARY).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise NnctlError(f"{self.path / self.SUMMARY} is unreadable: {exc}") from None
+        if not isinstance(summary, dict):
+            raise NnctlError(f"{self.path / self.SUMMARY} is not a JSON object.")
+        return summary
 
     def write_summary(self, summary: dict) -> None:
-        self.write_text("summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        self.write_text(self.SUMMARY, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+
+    def mark_failed(self, error: str, only_if_running: bool = False) -> None:
+        """Record a crash in summary.json, so a half-done directory never looks like a finished run."""
+        try:
+            summary = self.read_summary() or {"status": "running"}
+            if only_if_running and summary.get("status") not in ("running", None):
+                return
+            summary.update(status="failed", error=error)
+            self.write_summary(summary)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+
+    # --- metrics.csv ---
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        try:
+            with open(self.path / self.METRICS, newline="") as fh:
+                return list(csv.DictReader(fh))
+        except FileNotFoundError:
+            return []
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Add an epoch row: appended as one line (cheap for long runs); the file is rewritten
@@ -99,9 +191,9 @@ class RunDir:
             for r in self._rows:
                 columns += [c for c in r if c not in columns]
             self._columns = columns
-            self.write_text(self.METRICS_FILE, self._csv(self._rows, header=True))
+            self.write_text(self.METRICS, self._csv(self._rows, header=True))
             return
-        with open(self.path / self.METRICS_FILE, "a", encoding="utf-8") as fh:
+        with open(self.path / self.METRICS, "a", encoding="utf-8") as fh:
             fh.write(self._csv([row], header=False))
 
     def _csv(self, rows: list[dict[str, Any]], header: bool) -> str:
@@ -110,28 +202,68 @@ class RunDir:
         if header:
             writer.writeheader()
         for r in rows:
-            writer.writerow({k: _fmt(v) for k, v in r.items()})
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
         return buf.getvalue()
 
+    # --- checkpoints ---
 
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return repr(value)
-    return value
+    def checkpoint_path(self, name: str | int) -> Path:
+        """checkpoints/last.npz, best.npz, or epoch-NNNN.npz for an epoch number."""
+        stem = f"epoch-{name:04d}" if isinstance(name, int) else name
+        return self.path / self.CHECKPOINTS / f"{stem}.npz"
+
+    def find_checkpoint(self, which: str) -> Path:
+        """The file of checkpoint `which` (best or last). `best` falls back to last.npz: a run without a
+        validation split and a run stopped before its first evaluation have no best."""
+        if which not in CHECKPOINT_NAMES:
+            raise NnctlError(f"--checkpoint must be best or last, got '{which}'.")
+        path = self.checkpoint_path(which)
+        if not path.exists() and which == "best":
+            path = self.checkpoint_path("last")
+        if not path.exists():
+            raise NnctlError(
+                f"{self.path} has no checkpoint '{which}' (looked for {path}); did the run finish an epoch?"
+            )
+        return path
+
+    def has_checkpoint(self, name: str | int) -> bool:
+        return self.checkpoint_path(name).exists()
+
+    def load_checkpoint(self, which: str) -> Checkpoint:
+        return Checkpoint.load(self.find_checkpoint(which))
+
+    def save_checkpoint(self, name: str | int, checkpoint: Checkpoint) -> None:
+        checkpoint.save(self.checkpoint_path(name))
+
+    def prune_epoch_checkpoints(self, keep: int) -> None:
+        """Keep the `keep` most recent epoch-NNNN.npz files."""
+        for old in sorted((self.path / self.CHECKPOINTS).glob("epoch-*.npz"))[:-keep]:
+            old.unlink()
+
+    # --- outputs of eval, plot and report ---
+
+    def eval_path(self, split: str, checkpoint: str, suffix: str = ".json") -> Path:
+        folder = self.path / self.EVAL
+        folder.mkdir(exist_ok=True)
+        return folder / f"{split}-{checkpoint}{suffix}"
+
+    def plot_path(self, kind: str, folder: Path | None = None) -> Path:
+        folder = Path(folder) if folder else self.path / self.PLOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{kind}.png"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / self.PLOTS
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / self.REPORT
 
 
 def read_summary(path: Path) -> dict:
-    try:
-        return json.loads((Path(path) / "summary.json").read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NnctlError(f"{path}/summary.json is unreadable: {exc}") from None
+    return RunDir(path).read_summary()
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(Path(path) / RunDir.METRICS_FILE, newline="") as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
+    return RunDir(path).read_metrics()

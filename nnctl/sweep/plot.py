@@ -37,7 +37,7 @@ def plot_points(spec: SweepSpec, records: list[dict]) -> dict[str, list[tuple[fl
 
 def write_cells(sweep_dir: Path, spec: SweepSpec, records: list[dict]) -> Path:
     """cells.csv: the plotted value for every (series, x) cell, whether or not matplotlib is installed."""
-    from nnctl.runs.rundir import atomic_write
+    from nnctl.runs.files import atomic_write
 
     column = plot_column(spec)
     lines = [f"{spec.plot.series or 'series'},{spec.plot.x},{column},trials"]

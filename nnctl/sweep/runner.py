@@ -29,7 +29,8 @@ from typing import Any
 
 from nnctl.config import apply_overrides, validate
 from nnctl.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, ConfigError, NnctlError
-from nnctl.runs.rundir import atomic_write
+from nnctl.runs.files import atomic_write
+from nnctl.runs.rundir import RunDir
 from nnctl.sweep import strategies
 from nnctl.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from nnctl.sweep.strategies import Trial
@@ -116,12 +117,9 @@ def open_sweep(sweep_dir: str | Path) -> Sweep:
 
 
 def _import_plugins(raw: dict, folder: Path) -> None:
-    from nnctl.sweep.trial import _import_plugins as load
+    from nnctl import registry
 
-    plugins = raw.get("plugins") or []
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError("plugins must be a list of module names.")
-    load(plugins, str(folder))
+    registry.import_plugins(raw.get("plugins") or [], folder, where="sweep config")
 
 
 def _new_folder(parent: Path) -> Path:
@@ -308,7 +306,7 @@ class Runner:
         best = best_record(records, self.goal)
         save_records(self.sweep, self.goal)
         if best is not None:
-            text = (self.sweep.path / best["run_dir"] / "config.yaml").read_text()
+            text = RunDir(self.sweep.path / best["run_dir"]).read_config_text()
             header = (
                 f"# best trial of sweep {self.spec.name}: trial {best['trial']}, objective {best['objective']:.6g}\n"
             )

@@ -177,7 +177,7 @@ def goal(spec: SweepSpec) -> str:
     if spec.objective.metric == "loss":
         return "min"
     from nnctl import registry
-    from nnctl.train.metrics import higher_is_better
+    from nnctl.metrics import higher_is_better
 
     better = higher_is_better(spec.objective.metric)  # metric names and columns such as top3_accuracy
     if better is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -17,9 +16,9 @@ from nnctl import registry
 from nnctl.build import Experiment, build_experiment
 from nnctl.config import validate
 from nnctl.errors import NnctlError
-from nnctl.runs.checkpoint import group, load_checkpoint
-from nnctl.runs.rundir import RunDir, read_summary
+from nnctl.runs.rundir import RunDir
 from nnctl.sweep import worker
+from nnctl.train.callbacks import Callback
 from nnctl.train.trainer import StopFlag, train
 
 PRUNED = -1  # StopFlag.signum for "stop: pruned" (a signal number is always positive)
@@ -34,13 +33,11 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         return record
     run: RunDir | None = None
     try:
-        _import_plugins(task["config"].get("plugins") or [], task.get("base_dir"))
+        # The sweep file named these plugins (and a resumed sweep was allowed them): the runner checked.
+        registry.import_plugins(task["config"].get("plugins") or [], task.get("base_dir"))
         config = validate(task["config"], source=f"trial {task['trial']}")
         experiment = build_experiment(config)
-        path = Path(task["run_dir"])
-        path.mkdir(parents=True)  # the runner removed any leftover of an interrupted attempt
-        (path / "checkpoints").mkdir()
-        run = RunDir(path)
+        run = RunDir.create_at(Path(task["run_dir"]))  # the runner removed any leftover of an interrupted attempt
         _train_and_score(task, experiment, run, record)
     except NnctlError as exc:  # the trial's config or data does not work
         record["error"] = str(exc)
@@ -48,7 +45,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
     if record["status"] == "failed" and run is not None:
-        _mark_failed(run, record["error"])
+        run.mark_failed(record["error"], only_if_running=True)
     record["seconds"] = round(time.time() - started, 3)
     return record
 
@@ -56,15 +53,15 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
 def _train_and_score(task: dict, experiment: Experiment, run: RunDir, record: dict) -> None:
     objective = task["objective"]
     stop = StopFlag(signum=worker.terminated)
-    reporter = TrialReporter(objective["column"], stop, _pruner(task))
+    curve = TrialCurve(objective["column"], stop, _pruner(task))
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop._handle) if in_main else None  # Dask runs tasks in threads
     try:
-        result = train(experiment, run, reporter, stop)
+        result = train(experiment, run, stop=stop, callbacks=[curve])
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    record.update(epochs=result.epochs, curve=reporter.curve)
+    record.update(epochs=result.epochs, curve=curve.curve)
     if result.status == "interrupted":
         record["status"] = "pruned" if stop.signum == PRUNED else "interrupted"
         if record["status"] == "interrupted":
@@ -75,7 +72,7 @@ def _train_and_score(task: dict, experiment: Experiment, run: RunDir, record: di
         return
     else:
         record["status"] = "completed"
-    record["metrics"] = score(experiment, run.path, objective["split"])
+    record["metrics"] = score(experiment, run, objective["split"])
     value = record["metrics"].get(objective["split"], {}).get(objective["metric"])
     if value is None:
         known = ", ".join(record["metrics"].get(objective["split"], {})) or "none (empty split)"
@@ -87,13 +84,9 @@ def _train_and_score(task: dict, experiment: Experiment, run: RunDir, record: di
         record["objective"] = float(value)
 
 
-def score(experiment: Experiment, run_path: Path, objective_split: str) -> dict[str, dict[str, float]]:
+def score(experiment: Experiment, run: RunDir, objective_split: str) -> dict[str, dict[str, float]]:
     """Metrics of the best checkpoint (as `nnctl eval` scores it) on val, test and the objective's split."""
-    ckpt = run_path / "checkpoints" / "best.npz"
-    if not ckpt.exists():
-        ckpt = run_path / "checkpoints" / "last.npz"
-    arrays, _ = load_checkpoint(ckpt)
-    experiment.network.load_params(group(arrays, "param"), source=str(ckpt))
+    run.load_checkpoint("best").apply(experiment.network)
     splits = dict.fromkeys(["val", "test", objective_split])
     return {s: _floats(experiment.evaluate(s)) for s in splits if len(experiment.splits[s])}
 
@@ -102,25 +95,19 @@ def _floats(values: dict) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
 
-class TrialReporter:
+class TrialCurve(Callback):
     """Collects the per-epoch objective; asks the pruner whether to stop, and stops through the StopFlag."""
 
     def __init__(self, column: str, stop: StopFlag, pruner=None):
         self.column, self.stop, self.pruner = column, stop, pruner
         self.curve: list[float | None] = []
 
-    def on_start(self, experiment, run_dir) -> None:
-        pass
-
-    def on_epoch(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, loop, row: dict[str, Any]) -> None:
         value = row.get(self.column)
         self.curve.append(float(value) if value is not None else None)
         if self.pruner is not None and value is not None and math.isfinite(value):
             if self.pruner.should_prune(row["epoch"], float(value)):
-                self.stop.signum = PRUNED  # the loop stops at its next step and the run says `interrupted`
-
-    def on_end(self, result) -> None:
-        pass
+                self.stop.signum = PRUNED  # the loop stops after this epoch and the run says `interrupted`
 
 
 class MedianPruner:
@@ -151,25 +138,3 @@ def _pruner(task: dict) -> MedianPruner | None:
     if not pruning:
         return None
     return MedianPruner(task["direction"], pruning["warmup_epochs"], pruning["startup_trials"], task["history"])
-
-
-def _import_plugins(modules: list[str], base_dir: str | None) -> None:
-    if not modules:
-        return
-    if base_dir:
-        sys.path.insert(0, base_dir)
-    try:
-        registry.import_plugins(modules)
-    finally:
-        if base_dir:
-            sys.path.remove(base_dir)
-
-
-def _mark_failed(run: RunDir, error: str) -> None:
-    try:
-        summary = read_summary(run.path) or {"status": "running"}
-        if summary.get("status") in ("running", None):
-            summary.update(status="failed", error=error)
-            run.write_summary(summary)
-    except Exception:  # noqa: BLE001 - the trial's own error matters more
-        pass

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.train.metrics import per_class, present_classes
+from nnctl.metrics import per_class, present_classes
 
 
 def class_names_or_indices(class_names: list[str] | None, k: int) -> list[str]:
@@ -56,18 +56,16 @@ def confusion_csv(classes: list[str], matrix: list[list[int]]) -> str:
 
 def save_eval(run_dir: str | Path, checkpoint: str, result: dict[str, Any]) -> list[Path]:
     """Write eval/<split>-<checkpoint>.json (and -confusion.csv for classification) atomically."""
+    from nnctl.runs.files import atomic_write
     from nnctl.runs.rundir import RunDir
 
     run = RunDir(Path(run_dir))
-    folder = run.path / "eval"
-    folder.mkdir(exist_ok=True)
-    stem = f"eval/{result['split']}-{checkpoint}"
     document = {"checkpoint": checkpoint, **result}
-    run.write_text(f"{stem}.json", json.dumps(document, indent=2, allow_nan=True) + "\n")
-    written = [run.path / f"{stem}.json"]
+    written = [run.eval_path(result["split"], checkpoint)]
+    atomic_write(written[0], (json.dumps(document, indent=2, allow_nan=True) + "\n").encode())
     if "confusion_matrix" in result:
-        run.write_text(f"{stem}-confusion.csv", confusion_csv(result["classes"], result["confusion_matrix"]))
-        written.append(run.path / f"{stem}-confusion.csv")
+        written.append(run.eval_path(result["split"], checkpoint, "-confusion.csv"))
+        atomic_write(written[1], confusion_csv(result["classes"], result["confusion_matrix"]).encode())
     return written
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
+from nnctl.runs.rundir import RunDir
 
 MAX_PANELS = 4  # loss + up to three validation metrics
 
@@ -16,12 +17,12 @@ def expand_runs(paths: list[str | Path]) -> list[Path]:
     """Run directories; a sweep folder stands for its trials, a folder of runs (runs/<name>) for its runs."""
     out: list[Path] = []
     for path in map(Path, paths):
-        if (path / "config.yaml").is_file():
+        if RunDir.is_run(path):
             out.append(path)
-        elif (path / "trials").is_dir():
-            out += sorted(p for p in (path / "trials").iterdir() if (p / "metrics.csv").is_file())
-        elif path.is_dir() and any((p / "config.yaml").is_file() for p in path.iterdir() if p.is_dir()):
-            out += sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
+        elif (path / RunDir.TRIALS).is_dir():
+            out += RunDir.trials_of(path)
+        elif path.is_dir() and any(RunDir.is_run(p) for p in path.iterdir() if p.is_dir()):
+            out += sorted(p for p in path.iterdir() if RunDir.is_run(p))
         else:
             raise NnctlError(f"{path} is not a run directory, a sweep folder or a folder of runs.")
     if not out:
@@ -42,7 +43,7 @@ def run_labels(runs: list[Path]) -> list[str]:
     """A short label per run: the config values that differ between the runs (else the folder name)."""
     import yaml
 
-    flat = [_flatten(yaml.safe_load((run / "config.yaml").read_text()) or {}) for run in runs]
+    flat = [_flatten(yaml.safe_load(RunDir(run).read_config_text()) or {}) for run in runs]
     keys = sorted({k for f in flat for k in f})
     differ = [k for k in keys if k not in ("output.runs_dir",) and len({str(f.get(k)) for f in flat}) > 1]
     labels = []

@@ -66,7 +66,7 @@ def save(fig, path: Path) -> Path:
     """Write a PNG atomically (a reader never sees half a file) and close the figure."""
     import io
 
-    from nnctl.runs.rundir import atomic_write
+    from nnctl.runs.files import atomic_write
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -109,19 +109,17 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Run:
-        from nnctl.runs.rundir import read_summary
+        from nnctl.runs.rundir import RunDir
 
-        path = Path(path)
-        if not (path / "config.yaml").is_file():
-            raise NnctlError(f"{path} is not a run directory (no config.yaml); give a folder written by `nnctl train`.")
-        return cls(path, checkpoint, allow_plugins, read_rows(path), read_summary(path))
+        run = RunDir.open(path)
+        return cls(run.path, checkpoint, allow_plugins, read_rows(run.path), run.read_summary())
 
     @property
     def experiment(self):
         if self._experiment is None:
-            from nnctl.train.evaluate import open_run
+            from nnctl.runs.reopen import open_run
 
-            self._experiment = open_run(self.path, self.checkpoint, self.allow_plugins)
+            self._experiment = open_run(self.path, self.checkpoint, self.allow_plugins).experiment()
         return self._experiment
 
     @property
@@ -181,8 +179,9 @@ def write_plots(
             if possible[kind]:
                 raise NnctlError(f"plot kind '{kind}' does not fit {run.path}: it {possible[kind]}.")
     chosen = list(dict.fromkeys(kinds)) if kinds else [k for k in KINDS if possible[k] is None]
-    folder = Path(out_dir) if out_dir else run.path / "plots"
-    return [DRAW[kind](run, folder / f"{kind}.png") for kind in chosen]
+    from nnctl.runs.rundir import RunDir
+
+    return [DRAW[kind](run, RunDir(run.path).plot_path(kind, out_dir)) for kind in chosen]
 
 
 # --- learning curves -----------------------------------------------------------------------------
@@ -196,7 +195,7 @@ def _log_scale_helps(values: list[float]) -> bool:
 def draw_curves(run: Run, path: Path) -> Path:
     rows = run.rows
     if not rows:
-        raise NnctlError(f"{run.path}/metrics.csv has no epochs to plot yet.")
+        raise NnctlError(f"{run.path} has no epochs to plot yet (metrics.csv is empty).")
     plt, fig = figure("curves")
     epochs = [r["epoch"] for r in rows]
     metrics = [k for k in rows[-1] if k.startswith("val_") and k != "val_loss"]
@@ -242,44 +241,9 @@ def draw_curves(run: Run, path: Path) -> Path:
 
 
 def playground_points(experiment) -> dict[str, np.ndarray]:
-    """The raw 2-D points of each split.
-
-    For a playground source they are regenerated from the seed (the features the network sees may not
-    include x1 and x2 themselves) and checked against the split's features; otherwise the two input
-    columns, un-normalized."""
-    config = experiment.config
-    splits = experiment.splits
-    if not _playground_source(experiment):
-        return {name: _raw(experiment, s.x) for name, s in splits.items()}
-    from nnctl.build import STREAM_DATA, STREAM_SPLIT, _subsample, load_dataset, rng_for
-    from nnctl.data import playground
-    from nnctl.data.features import compute_features
-    from nnctl.data.split import split_indices
-
-    source = config.data.source
-    points, _ = playground.GENERATORS[source.type](
-        source.samples, source.noise / 100, rng_for(config.seed, STREAM_DATA)
-    )
-    dataset = load_dataset(config)
-    ratios = {"train": config.data.split.train, "val": config.data.split.val, "test": config.data.split.test}
-    indices = split_indices(dataset, ratios, rng_for(config.seed, STREAM_SPLIT))
-    if config.data.train_fraction < 1:
-        indices["train"] = _subsample(dataset, indices["train"], config.data.train_fraction, config.seed)
-    out = {}
-    for name, idx in indices.items():
-        features = experiment.normalizer.transform(compute_features(points[idx], list(source.features)))
-        if features.shape != splits[name].x.shape or not np.allclose(features, splits[name].x, atol=1e-4):
-            raise NnctlError(
-                f"could not recover the 2-D points of the {name} split; the run's data do not match its config."
-            )
-        out[name] = points[idx]
-    return out
-
-
-def _raw(experiment, x: np.ndarray) -> np.ndarray:
-    """Undo the input normalization: x * scale + shift."""
-    norm = experiment.normalizer
-    return np.asarray(x, dtype=np.float64) * norm.scale + norm.shift
+    """The raw 2-D points of each split: a Playground source's points (the features the network sees may
+    not include x1 and x2 themselves), otherwise the two input columns before normalization."""
+    return {name: np.asarray(experiment.raw_inputs(name), dtype=np.float64) for name in experiment.splits}
 
 
 def _grid_inputs(experiment, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -419,7 +383,7 @@ def _eval_split(experiment) -> str | None:
 def draw_fit(run: Run, path: Path) -> Path:
     experiment = run.experiment
     splits = {name: s for name, s in experiment.splits.items() if len(s)}
-    raw = {name: _raw(experiment, s.x)[:, 0] for name, s in splits.items()}
+    raw = {name: np.asarray(experiment.raw_inputs(name), dtype=np.float64)[:, 0] for name in splits}
     every = np.concatenate(list(raw.values()))
     pad = 0.05 * (every.max() - every.min() + 1e-9)
     grid = np.linspace(every.min() - pad, every.max() + pad, 500)
@@ -516,7 +480,7 @@ def draw_misclassified(run: Run, path: Path, limit: int = 25) -> Path:
         ax.text(0.5, 0.5, f"no misclassified {split} images", ha="center", va="center", fontsize=20)
         ax.set_axis_off()
         return save(fig, path)
-    images = _raw(experiment, experiment.splits[split].x[wrong])
+    images = np.asarray(experiment.raw_inputs(split)[wrong], dtype=np.float64)
     for n, (index, image) in enumerate(zip(wrong, images, strict=True)):
         ax = fig.add_subplot(side, side, n + 1)
         low, high = float(image.min()), float(image.max())

@@ -17,6 +17,7 @@ from typing import Any
 
 from nnctl import __version__
 from nnctl.errors import NnctlError
+from nnctl.runs.rundir import RunDir
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1300px;
@@ -55,9 +56,9 @@ def write_report(
         f'<p class="meta">Written by nnctl {__version__} on {time.strftime("%Y-%m-%d %H:%M:%S")}.</p>\n'
         "</body>\n</html>\n"
     )
-    from nnctl.runs.rundir import atomic_write
+    from nnctl.runs.files import atomic_write
 
-    target = Path(output) if output else path / "report.html"
+    target = Path(output) if output else RunDir(path).report_path
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, page.encode("utf-8"))
     return target, notes
@@ -145,17 +146,17 @@ def _run_body(path: Path, checkpoint: str, allow_plugins: bool, notes: list[str]
         possible = applicable(run)
         for kind in KINDS:
             if possible[kind] is None:
-                drawn.append((kind, DRAW[kind](run, path / "plots" / f"{kind}.png")))
+                drawn.append((kind, DRAW[kind](run, RunDir(path).plot_path(kind))))
     if drawn:
         parts.append("<h2>Plots</h2>")
         parts += [f"<h3>{_e(kind)}</h3>{_image(png, kind)}" for kind, png in drawn]
     for note in notes:
         parts.insert(1, f'<p class="note">{_e(note)}</p>')
 
-    model = path / "model.txt"
-    if model.is_file():
-        parts.append("<h2>Network</h2>" + _pre(model.read_text()))
-    parts.append("<h2>Config</h2>" + _pre((path / "config.yaml").read_text()))
+    model = RunDir(path).read_model()
+    if model is not None:
+        parts.append("<h2>Network</h2>" + _pre(model))
+    parts.append("<h2>Config</h2>" + _pre(RunDir(path).read_config_text()))
     parts.append("<h2>Summary</h2>" + _pre(json.dumps(summary, indent=2, default=str)))
     return "\n".join(parts)
 
@@ -236,15 +237,12 @@ def _sweep_body(path: Path, notes: list[str]) -> str:
 
     images = []
     if records and _matplotlib_ok(notes):
-        plots = path / "plots"
+        plots = RunDir(path).plots_dir
         done = [r for r in records if r.get("status") == "completed" and isinstance(r.get("objective"), (int, float))]
         if done and params:
             images.append(("parameters vs objective", draw_parameters(done, params, what, plots / "parameters.png")))
-        trials = [
-            Path(r["run_dir"]) for r in records if r.get("run_dir") and (Path(r["run_dir"]) / "metrics.csv").is_file()
-        ]
-        if not trials and (path / "trials").is_dir():
-            trials = sorted(p for p in (path / "trials").iterdir() if (p / "metrics.csv").is_file())
+        trials = [Path(r["run_dir"]) for r in records if r.get("run_dir") and RunDir.has_epochs(Path(r["run_dir"]))]
+        trials = trials or RunDir.trials_of(path)
         if trials:
             from nnctl.viz.compare import write_compare
 

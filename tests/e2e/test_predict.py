@@ -139,7 +139,7 @@ def test_predict_other_input_errors(iris_run, tmp_path):
     result = invoke("predict", iris_run, tmp_path / "none.csv")
     assert result.exit_code == 2 and "cannot read CSV file" in result.output
     result = invoke("predict", tmp_path, tmp_path / "none.csv")
-    assert result.exit_code == 2 and "has no checkpoint" in result.output
+    assert result.exit_code == 2 and "is not a run directory" in result.output
 
 
 def test_eval_writes_confusion_matrix_and_per_class_scores(iris_run):
@@ -195,7 +195,10 @@ def test_load_run_errors(tmp_path):
 
     with pytest.raises(NnctlError, match="run directory not found"):
         nnctl.load_run(tmp_path / "missing")
-    with pytest.raises(NnctlError, match="has no checkpoint"):
+    with pytest.raises(NnctlError, match="is not a run directory"):
+        nnctl.load_run(tmp_path)
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    with pytest.raises(NnctlError, match="has no checkpoint 'best'"):
         nnctl.load_run(tmp_path)
 
 

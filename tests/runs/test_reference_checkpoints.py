@@ -17,7 +17,12 @@ REFERENCE = json.loads((Path(__file__).parent / "reference_hashes.json").read_te
 def current():
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "tests.runs.reference_runs"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "tests.runs.reference_runs"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     now = json.loads(out)
     if now["fingerprint"] != REFERENCE["fingerprint"]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnctl.runs.checkpoint import load_checkpoint
+from nnctl.runs.checkpoint import Checkpoint
 from nnctl.session import resume_training, run_training
 
 DROPOUT = """
@@ -59,8 +59,7 @@ class StopAfter:
 
 
 def final_arrays(run_dir: Path) -> dict:
-    arrays, _ = load_checkpoint(run_dir / "checkpoints" / "last.npz")
-    return arrays
+    return Checkpoint.load(run_dir / "checkpoints" / "last.npz").arrays()
 
 
 def assert_same_arrays(a: dict, b: dict):
@@ -144,8 +143,9 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path, write
         proc.communicate(timeout=30)
         run_dir = next(runs.rglob("config.yaml")).parent
         # No temporary or partial file is taken for a checkpoint: last.npz always loads.
-        arrays, meta = load_checkpoint(run_dir / "checkpoints" / "last.npz")
-        assert "param/0.weight" in arrays and meta["epoch"] >= 0
+        last = Checkpoint.load(run_dir / "checkpoints" / "last.npz")
+        assert "0.weight" in last.params and last.epoch >= 0
+        meta = last.meta
         if attempt % 5 == 0:  # and the run resumes from it (a few times: each resume trains to the end)
             short = run_dir / "config.yaml"
             assert short.exists()

@@ -9,7 +9,7 @@ from nnctl import registry
 from nnctl.build import build_experiment
 from nnctl.config import load_config
 from nnctl.errors import ConfigError
-from nnctl.train.metrics import (
+from nnctl.metrics import (
     ConfusionMatrix,
     build_metrics,
     higher_is_better,

@@ -11,7 +11,8 @@ from nnctl.errors import ConfigError, NnctlError
 
 def augmented_samples(config, samples: int, variants: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """(the first `samples` normalized training samples, `variants` augmented copies of them)."""
-    from nnctl.build import STREAM_AUGMENT, build_experiment, rng_for
+    from nnctl.build import build_experiment
+    from nnctl.rng import STREAM_AUGMENT, rng_for
 
     experiment = build_experiment(config)
     if not experiment.augmentations:
