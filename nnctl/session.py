@@ -113,7 +113,10 @@ def component_table(kind: str):
         for name, field in entry.params.model_fields.items():
             default = "required" if field.is_required() else f"= {field.get_default(call_default_factory=True)!r}"
             params.append(f"{name} {default}" + (f": {field.description}" if field.description else ""))
-        table.add_row(entry.name, entry.summary, "\n".join(params) or "-")
+        configured_by = getattr(entry.component, "configured_by", "")
+        table.add_row(
+            entry.name, entry.summary, f"set by {configured_by}" if configured_by else "\n".join(params) or "-"
+        )
     return table
 
 

@@ -24,11 +24,10 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
 from nnctl import registry
 from nnctl.errors import ConfigError
-from nnctl.registry import CALLBACKS, Params
+from nnctl.registry import CALLBACKS
 
 if TYPE_CHECKING:
     from nnctl.train.trainer import Loop
@@ -41,6 +40,7 @@ class Callback:
     # Callbacks the loop builds from config sections set this False: listing them again under
     # `callbacks:` would run them twice.
     listable: ClassVar[bool] = True
+    configured_by: ClassVar[str] = ""  # for loop-owned callbacks: the config section that sets them
     # Built-in state is stored flat in train_state (checkpoint format 1); others under their name.
     flat_state: ClassVar[bool] = False
 
@@ -91,6 +91,7 @@ class BestWeights(Callback):
     """Keeps the weights of the best epoch by train.monitor (they become checkpoints/best.npz)."""
 
     listable, flat_state = False, True
+    configured_by = "train.monitor, train.mode"
 
     def __init__(self, experiment):
         net = experiment.network
@@ -136,6 +137,7 @@ class PlateauSchedule(Callback):
     """Feeds the monitored value to a stateful schedule (reduce_on_plateau) after every epoch."""
 
     listable, flat_state = False, True
+    configured_by = "schedule: {type: reduce_on_plateau, ...}"
 
     def __init__(self, experiment, schedule):
         self.schedule = schedule
@@ -159,6 +161,7 @@ class EarlyStopping(Callback):
     with restore_best the final weights are the best epoch's."""
 
     listable, flat_state = False, True
+    configured_by = "train.early_stopping"
 
     def __init__(self, experiment, best_weights: BestWeights):
         cfg = experiment.config.train
@@ -198,6 +201,7 @@ class TimeLimit(Callback):
     """Stops after the epoch in which train.max_seconds of training time (over all sessions) has passed."""
 
     listable = False
+    configured_by = "train.max_seconds"
 
     def __init__(self, max_seconds: float):
         self.max_seconds = max_seconds
@@ -212,6 +216,7 @@ class MetricsLog(Callback):
     misses a row)."""
 
     listable = False
+    configured_by = "(always, with a run directory)"
 
     def on_epoch_end(self, loop, row):
         loop.run.append_metrics(row)
@@ -228,6 +233,7 @@ class Checkpointer(Callback):
     last.npz whose best is no newer than best.npz)."""
 
     listable = False
+    configured_by = "output.checkpoint_every, checkpoint_min_seconds, keep_last"
 
     def __init__(self, output, epochs: int, best_weights: BestWeights):
         self.every, self.min_gap, self.keep_last = (
@@ -293,6 +299,7 @@ class SummaryWriter(Callback):
     """Writes summary.json: `running` at the start, then status, epochs, time, final and best metrics."""
 
     listable = False
+    configured_by = "(always, with a run directory)"
 
     def __init__(self, experiment, monitor: str):
         self.experiment, self.monitor = experiment, monitor
@@ -339,6 +346,7 @@ class Progress(Callback):
     """Hands the loop's progress to a reporter (the console's live bar, a sweep's trial record)."""
 
     listable = False
+    configured_by = "(the console, or a sweep's trial)"
 
     def __init__(self, reporter):
         self.reporter = reporter
@@ -351,21 +359,6 @@ class Progress(Callback):
 
     def on_train_end(self, loop):
         self.reporter.on_end(loop.result)
-
-
-@CALLBACKS.register("lr_log")
-class LearningRateLog(Callback):
-    """Prints the learning rate every `every` epochs (a minimal example of a callback a config can list)."""
-
-    class Params(Params):
-        every: int = Field(1, ge=1, description="Print every this many epochs.")
-
-    def __init__(self, every: int = 1):
-        self.every = every
-
-    def on_epoch_end(self, loop, row):
-        if row["epoch"] % self.every == 0:
-            print(f"epoch {row['epoch']}: lr {row['lr']:.6g}")
 
 
 def standard_callbacks(experiment, run, schedule) -> tuple[list[Callback], BestWeights]:
@@ -387,7 +380,7 @@ def standard_callbacks(experiment, run, schedule) -> tuple[list[Callback], BestW
         entry = CALLBACKS.get(spec.type)
         if not entry.component.listable:
             raise ConfigError(
-                f"callbacks[{i}]: '{spec.type}' is run by the loop itself; configure it in its own section."
+                f"callbacks[{i}]: '{spec.type}' is run by the loop itself; set it with {entry.component.configured_by}."
             )
         before.append(CALLBACKS.create(spec))
     after: list[Callback] = []

@@ -108,14 +108,22 @@ class Loop:
     def seconds(self) -> float:
         return self.seconds_before + time.time() - self.started
 
+    def _state_keys(self) -> list[str | None]:
+        """Where each callback's state lives in train_state["callbacks"]: its name (name#2 for a second one)."""
+        keys: list[str | None] = []
+        for cb in self.callbacks:
+            taken = sum(1 for k in keys if k is not None and k.split("#")[0] == cb.name)
+            keys.append(None if cb.flat_state else cb.name + (f"#{taken + 1}" if taken else ""))
+        return keys
+
     def train_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "step": self.step, **TRAIN_STATE_DEFAULTS}
         named = {}
-        for i, cb in enumerate(self.callbacks):
-            if cb.flat_state:
+        for cb, key in zip(self.callbacks, self._state_keys(), strict=True):
+            if key is None:
                 state.update(cb.state_dict())
             elif cb.state_dict():
-                named[f"{i}:{cb.name}"] = cb.state_dict()
+                named[key] = cb.state_dict()
         if named:
             state["callbacks"] = named
         return state
@@ -123,8 +131,8 @@ class Loop:
     def load_train_state(self, state: dict[str, Any]) -> None:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         named = state.get("callbacks") or {}
-        for i, cb in enumerate(self.callbacks):
-            cb.load_state_dict(state if cb.flat_state else named.get(f"{i}:{cb.name}", {}))
+        for cb, key in zip(self.callbacks, self._state_keys(), strict=True):
+            cb.load_state_dict(state if key is None else named.get(key, {}))
 
     def checkpoint_meta(self, epoch: int, step: int, extra: dict | None = None) -> dict:
         # No wall-clock time in here: the same run must give byte-identical checkpoints.

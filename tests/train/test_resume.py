@@ -151,3 +151,53 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path, write
             assert short.exists()
             resumed = resume_training(run_dir, stop=StopAfter(30))
             assert resumed.status == "interrupted" and resumed.epochs >= meta["epoch"]
+
+
+# The default checkpoint throttle (2 s) skips every save of these short runs but the first and the
+# last: an interrupt after the best epoch finds a best.npz never written since (issue 12, item 1).
+# overfit_sine (12 points) has its lowest val_loss early (epoch ~65 of 200), never beaten afterwards.
+THROTTLED = """
+name: resume_throttled
+seed: 3
+data:
+  source: {type: function, target: sine, samples: 240, x_range: [0, 1], noise: 0.2}
+  split: {train: 0.05, val: 0.15, test: 0.8}
+  normalize: {method: minmax, range: [-1, 1]}
+model:
+  layers:
+    - {type: polynomial, degree: 9}
+    - {type: dense, units: 64, activation: tanh}
+    - {type: dense, units: 64, activation: tanh}
+    - {type: dense, units: 1}
+loss: mse
+optimizer: {type: adam, lr: 0.003}
+train: {epochs: 200, batch_size: 12, monitor: val_loss}
+"""
+VARIANTS = {
+    "plain": "",
+    "early-restore-plateau": "schedule: {type: reduce_on_plateau, patience: 20, factor: 0.5}\n"
+    "train: {epochs: 200, batch_size: 12, monitor: val_loss,"
+    " early_stopping: {patience: 60, restore_best: true}}\n",
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("stop_after", [30, 80, 110, 170])
+def test_resume_with_the_default_throttle_equals_uninterrupted(tmp_path, write_yaml, variant, stop_after):
+    text = THROTTLED
+    if VARIANTS[variant]:
+        text = text.replace("train: {epochs: 200, batch_size: 12, monitor: val_loss}\n", "") + VARIANTS[variant]
+    config = write_yaml(text)
+    whole = run_training(config, runs_dir=tmp_path / "whole")
+    part = run_training(config, runs_dir=tmp_path / "part", stop=StopAfter(stop_after))
+    if part.status != "interrupted":  # the run ended (early stopping) before the interrupt
+        pytest.skip("stopped before the interrupt")
+    resume_training(part.run_dir)
+    for name in ("last", "best"):
+        a = Checkpoint.load(whole.run_dir / "checkpoints" / f"{name}.npz")
+        b = Checkpoint.load(part.run_dir / "checkpoints" / f"{name}.npz")
+        assert_same_arrays(a.arrays(), b.arrays())
+        assert a.epoch == b.epoch and a.meta.get("value") == b.meta.get("value")
+    summary = lambda run: json.loads((run / "summary.json").read_text())  # noqa: E731
+    assert summary(whole.run_dir)["best"] == summary(part.run_dir)["best"]
+    assert summary(whole.run_dir).get("stop_reason") == summary(part.run_dir).get("stop_reason")
