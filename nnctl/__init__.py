@@ -1,6 +1,7 @@
 """nnctl: train neural networks from YAML experiment files with a small NumPy engine."""
 
-__version__ = "0.1.0"
+from nnctl.version import __version__
+
 __all__ = ["__version__", "load_run"]
 
 

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from nnctl import __version__
 from nnctl.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
+from nnctl.version import __version__
 
 app = typer.Typer(
     help="Train neural networks from YAML experiment files with a small NumPy engine.",

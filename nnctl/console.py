@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from nnctl.viz.sparkline import loss_sparkline
+
 
 def make_console(stderr: bool = False) -> Console:
     # NO_COLOR and non-terminal output switch colour and live display off (rich honours both).
@@ -77,21 +79,6 @@ class ConsoleReporter:
             self.console.print(f"best (epoch {result.best['epoch']}): {format_row(best)}")
         if result.final:
             self.console.print(f"final: {format_row(result.final)}")
-
-
-def loss_sparkline(history: list[dict[str, Any]], ascii_only: bool = False) -> str | None:
-    """'val_loss ▇▅▃▂▁▁  0.693 -> 0.015 (lowest 0.014, epoch 87)'; train_loss when there is no validation split."""
-    from nnctl.viz.sparkline import sparkline
-
-    key = "val_loss" if any("val_loss" in row for row in history) else "train_loss"
-    values = [row[key] for row in history if key in row]
-    if len(values) < 2:
-        return None
-    low = min(range(len(values)), key=lambda i: values[i] if values[i] == values[i] else float("inf"))
-    return (
-        f"{key} {sparkline(values, 40, ascii_only, log=True)}  {values[0]:.4g} -> {values[-1]:.4g} "
-        f"(lowest {values[low]:.4g}, epoch {history[low]['epoch']})"
-    )
 
 
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:

@@ -19,7 +19,7 @@ def plot_points(spec: SweepSpec, records: list[dict]) -> dict[str, list[tuple[fl
     """{series label: [(x, mean y, trials), ...] sorted by x} from the completed trials.
 
     Trials that share a cell (x, series), e.g. repeats over a `seed` axis, are averaged."""
-    from nnctl.sweep.runner import table_row
+    from nnctl.sweep.records import table_row
 
     column, x_key, series_key = plot_column(spec), spec.plot.x, spec.plot.series
     cells: dict[str, dict[float, list[float]]] = {}

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
-import csv
-import io
 import json
-import math
 import secrets
 import shutil
 import signal
@@ -32,6 +29,7 @@ from nnctl.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMI
 from nnctl.runs.files import atomic_write
 from nnctl.runs.rundir import RunDir
 from nnctl.sweep import strategies
+from nnctl.sweep.records import best_record, leaderboard, table_csv
 from nnctl.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from nnctl.sweep.strategies import Trial
 from nnctl.sweep.trial import FINAL, run_trial
@@ -347,71 +345,9 @@ def _result(future: concurrent.futures.Future) -> dict:
 # --- results -------------------------------------------------------------------------------------
 
 
-def best_record(records: list[dict], goal: str) -> dict | None:
-    done = [r for r in records if r["status"] == "completed" and _finite(r.get("objective"))]
-    if not done:
-        return None
-    pick = max if goal == "max" else min
-    return pick(done, key=lambda r: r["objective"])
-
-
-def leaderboard(records: list[dict], goal: str) -> list[dict]:
-    """Completed trials best first, then pruned, then the rest (failed, interrupted)."""
-    sign = -1 if goal == "max" else 1
-    rank = {"completed": 0, "pruned": 1}
-
-    def key(r: dict):
-        value = r.get("objective")
-        return (rank.get(r["status"], 2), sign * value if _finite(value) else math.inf, r["trial"])
-
-    return sorted(records, key=key)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def save_records(sweep: Sweep, goal: str) -> None:
     records = [sweep.records[i] for i in sorted(sweep.records)]
     data = json.dumps({"trials": records}, indent=1, allow_nan=True, default=str) + "\n"
     atomic_write(sweep.path / RECORDS_FILE, data.encode())
     atomic_write(sweep.path / "trials.csv", table_csv(sweep.spec, records).encode())
     atomic_write(sweep.path / "leaderboard.csv", table_csv(sweep.spec, leaderboard(records, goal)).encode())
-
-
-def table_columns(spec: SweepSpec, records: list[dict]) -> list[str]:
-    metrics: list[str] = []
-    for split in ("val", "test", "train"):
-        for r in records:
-            for name in (r.get("metrics") or {}).get(split, {}):
-                if f"{split}_{name}" not in metrics:
-                    metrics.append(f"{split}_{name}")
-    return ["trial", "status", *spec.space, "objective", *metrics, "epochs", "seconds", "seed", "run_dir", "error"]
-
-
-def table_row(record: dict) -> dict[str, Any]:
-    row = {
-        "trial": record["trial"],
-        "status": record["status"],
-        "objective": record.get("objective"),
-        "epochs": record.get("epochs"),
-        "seconds": record.get("seconds"),
-        "seed": record.get("seed"),
-        "run_dir": record.get("run_dir"),
-        "error": (record.get("error") or "").splitlines()[0] if record.get("error") else "",
-    }
-    for key, value in (record.get("labels") or {}).items():
-        row[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
-    for split, values in (record.get("metrics") or {}).items():
-        for name, value in values.items():
-            row[f"{split}_{name}"] = value
-    return row
-
-
-def table_csv(spec: SweepSpec, records: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=table_columns(spec, records), restval="", lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({k: ("" if v is None else v) for k, v in table_row(record).items()})
-    return buf.getvalue()

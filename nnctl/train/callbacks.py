@@ -28,9 +28,10 @@ import numpy as np
 from nnctl import registry
 from nnctl.errors import ConfigError
 from nnctl.registry import CALLBACKS
+from nnctl.version import versions
 
 if TYPE_CHECKING:
-    from nnctl.train.trainer import Loop
+    from nnctl.train.loop import Loop
 
 
 class Callback:
@@ -305,8 +306,6 @@ class SummaryWriter(Callback):
         self.experiment, self.monitor = experiment, monitor
 
     def on_train_start(self, loop):
-        from nnctl.train.trainer import versions
-
         cfg = self.experiment.config
         self.summary: dict[str, Any] = {
             "name": cfg.name,

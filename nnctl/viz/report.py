@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nnctl import __version__
 from nnctl.errors import NnctlError
 from nnctl.runs.rundir import RunDir
+from nnctl.version import __version__
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1300px;
@@ -118,8 +118,8 @@ def _matplotlib_ok(notes: list[str]) -> bool:
 
 
 def _run_body(path: Path, checkpoint: str, allow_plugins: bool, notes: list[str]) -> str:
-    from nnctl.console import loss_sparkline
     from nnctl.viz.plots import DRAW, KINDS, Run, applicable
+    from nnctl.viz.sparkline import loss_sparkline
 
     run = Run.open(path, checkpoint, allow_plugins)
     summary = run.summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 ASCII = "_.-:=+*#"  # the same eight levels for terminals or logs that cannot show block characters
@@ -35,3 +36,16 @@ def sparkline(values: Sequence[float], width: int = 40, ascii_only: bool = False
         else:
             out.append(levels[min(len(levels) - 1, int((v - low) / span * len(levels)))])
     return "".join(out)
+
+
+def loss_sparkline(history: list[dict[str, Any]], ascii_only: bool = False) -> str | None:
+    """'val_loss ▇▅▃▂▁▁  0.693 -> 0.015 (lowest 0.014, epoch 87)'; train_loss when there is no validation split."""
+    key = "val_loss" if any("val_loss" in row for row in history) else "train_loss"
+    values = [row[key] for row in history if key in row]
+    if len(values) < 2:
+        return None
+    low = min(range(len(values)), key=lambda i: values[i] if values[i] == values[i] else float("inf"))
+    return (
+        f"{key} {sparkline(values, 40, ascii_only, log=True)}  {values[0]:.4g} -> {values[-1]:.4g} "
+        f"(lowest {values[low]:.4g}, epoch {history[low]['epoch']})"
+    )

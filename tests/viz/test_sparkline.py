@@ -5,8 +5,7 @@ import math
 from typer.testing import CliRunner
 
 from nnctl.cli import app
-from nnctl.console import loss_sparkline
-from nnctl.viz.sparkline import ASCII, BLOCKS, sparkline
+from nnctl.viz.sparkline import ASCII, BLOCKS, loss_sparkline, sparkline
 from tests.conftest import CONFIGS
 
 
