@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,16 @@ def minimal_text():
 
 
 os.environ.setdefault("COLUMNS", "200")  # rich tables wide enough that messages are not wrapped in tests
+
+
+class StopAfter:
+    """A StopFlag stand-in that asks the training loop to stop after `reads` reads of its flag (the
+    loop reads it once a step and once after each epoch's callbacks): an interrupt at a chosen step."""
+
+    def __init__(self, reads: int):
+        self.left = reads
+
+    @property
+    def signum(self):
+        self.left -= 1
+        return signal.SIGINT if self.left < 0 else None

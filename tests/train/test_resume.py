@@ -12,6 +12,7 @@ import pytest
 
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.session import resume_training, run_training
+from tests.conftest import StopAfter
 
 DROPOUT = """
 name: resume_dropout
@@ -44,18 +45,6 @@ schedule: {type: cosine, warmup_epochs: 1.5, min_lr: 0.001}
 regularizers: [{type: l2, rate: 0.001}]
 train: {epochs: 7, batch_size: 8}
 """
-
-
-class StopAfter:
-    """A StopFlag stand-in that asks the loop to stop after `steps` steps (mid-epoch)."""
-
-    def __init__(self, steps: int):
-        self.left = steps
-
-    @property
-    def signum(self):
-        self.left -= 1
-        return signal.SIGINT if self.left < 0 else None
 
 
 def final_arrays(run_dir: Path) -> dict:

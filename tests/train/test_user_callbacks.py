@@ -1,7 +1,6 @@
 """User callbacks: a plugin registers one, a config lists it, its state resumes exactly."""
 
 import json
-import signal
 
 import numpy as np
 import pytest
@@ -10,20 +9,10 @@ from typer.testing import CliRunner
 from nnctl.cli import app
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.session import resume_training, run_training
-from tests.conftest import ROOT
+from tests.conftest import ROOT, StopAfter
 
 CONFIG = ROOT / "tests/plugins/callback.yaml"
 runner = CliRunner()
-
-
-class StopAfter:
-    def __init__(self, reads: int):
-        self.left = reads
-
-    @property
-    def signum(self):
-        self.left -= 1
-        return signal.SIGINT if self.left < 0 else None
 
 
 def test_a_plugin_callback_stops_training_and_its_state_is_saved(tmp_path):
