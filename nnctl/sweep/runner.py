@@ -244,7 +244,7 @@ class Runner:
                 self._record(self._futures.pop(future), _result(future))
 
     def _submit(self, trial: Trial, history: list[dict]) -> None:
-        run_dir = self.sweep.path / "trials" / f"{trial.index:04d}"
+        run_dir = self.sweep.path / RunDir.TRIALS / f"{trial.index:04d}"
         try:
             config = trial_config(self.sweep.base, trial)
         except ConfigError as exc:  # a tpe proposal outside what the config accepts
