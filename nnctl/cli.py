@@ -89,6 +89,12 @@ def train(
         Path | None, typer.Option("--runs-dir", help="Folder for run directories (default: output.runs_dir).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    threads: Annotated[
+        str | None,
+        typer.Option(
+            "--threads", help="BLAS threads: auto or a number (same as --set train.threads=...).", show_default=False
+        ),
+    ] = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -100,8 +106,12 @@ def train(
 
     if (config is None) == (resume is None):
         raise NnctlError("give either a CONFIG file to train or --resume RUN_DIR to continue a run (not both).")
-    if resume is not None and set_:
-        raise NnctlError("--set cannot change a resumed run (it must continue exactly); train a new run instead.")
+    if resume is not None and (set_ or threads):
+        raise NnctlError(
+            "--set and --threads cannot change a resumed run (it must continue exactly); train a new run instead."
+        )
+    if threads is not None:
+        set_ = [*(set_ or []), f"train.threads={threads}"]
     console = make_console(stderr=json_)
     reporter = None if quiet else ConsoleReporter(console)
     stop = StopFlag()

@@ -15,6 +15,8 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    PlainValidator,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
@@ -99,6 +101,19 @@ class EarlyStoppingConfig(Section):
     restore_best: bool = Field(True, description="End with the weights of the best epoch instead of the last one.")
 
 
+def _threads(value: Any) -> str | int:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"must be auto or a whole number of threads (1 or more), got {value!r}")
+
+
+Threads = Annotated[
+    Any,
+    PlainValidator(_threads),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
+]
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, description="Samples per mini-batch (the last batch may be smaller).")
@@ -116,6 +131,11 @@ class TrainConfig(Section):
     )
     max_seconds: float | None = Field(
         None, gt=0, description="Wall-clock limit: stop after the epoch that passes it (null = none)."
+    )
+    threads: Threads = Field(
+        "auto",
+        description="BLAS threads: auto (one for small models, all cores for large ones, fewer when the machine "
+        "is busy; never more than OPENBLAS_NUM_THREADS if set) or a number. Needs threadpoolctl (nnctl[speed]).",
     )
 
 

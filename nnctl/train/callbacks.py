@@ -211,6 +211,29 @@ class TimeLimit(Callback):
         return "time_limit" if loop.seconds >= self.max_seconds else None
 
 
+@CALLBACKS.register("threads")
+class Threads(Callback):
+    """Sets this process's BLAS threads for the run (train.threads) and, with auto, follows the machine's load."""
+
+    listable = False
+    configured_by = "train.threads"
+
+    def __init__(self, experiment):
+        from nnctl.threads import ThreadControl
+
+        cfg = experiment.config.train
+        self.control = ThreadControl(cfg.threads, experiment.network, cfg.batch_size)
+
+    def on_train_start(self, loop):
+        loop.threads = self.control.start()
+
+    def on_epoch_end(self, loop, row):
+        self.control.recheck(row["epoch"])
+
+    def on_train_end(self, loop):
+        self.control.stop()
+
+
 @CALLBACKS.register("metrics_log")
 class MetricsLog(Callback):
     """Appends every epoch's row to metrics.csv (before the epoch's checkpoint, so a resumed run never
@@ -333,6 +356,8 @@ class SummaryWriter(Callback):
         )
         if result.stop_reason:
             self.summary["stop_reason"] = result.stop_reason
+        if loop.threads is not None:
+            self.summary["threads"] = loop.threads.summary()
         if result.status == "diverged":
             self.summary["error"] = (
                 f"loss or weights became NaN or Inf in epoch {result.epochs + 1}; the last good checkpoint is kept."
@@ -368,7 +393,7 @@ def standard_callbacks(experiment, run, schedule) -> tuple[list[Callback], BestW
     checkpoint. A config's `callbacks:` run after the stopping rules and before the run files."""
     cfg = experiment.config
     best = BestWeights(experiment)
-    before: list[Callback] = [best]
+    before: list[Callback] = [Threads(experiment), best]
     if schedule.stateful:
         before.append(PlateauSchedule(experiment, schedule))
     if cfg.train.early_stopping is not None:

@@ -63,6 +63,7 @@ class Loop:
     status: str = "completed"
     stop_reason: str | None = None
     restored_best_epoch: int | None = None
+    threads: Any = None  # the BLAS thread choice (threads.ThreadChoice), set by the Threads callback
     history: list[dict[str, Any]] = field(default_factory=list)
     result: TrainResult | None = None
 

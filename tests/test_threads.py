@@ -1,0 +1,73 @@
+"""BLAS threads: train.threads / --threads applied through threadpoolctl, auto's choices, the summary."""
+
+import json
+
+import pytest
+
+from nnctl import threads
+from nnctl.build import build_experiment
+from nnctl.config import load_config
+from nnctl.train.callbacks import Callback
+from nnctl.train.trainer import train
+from tests.conftest import CONFIGS
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def blas_threads() -> int:
+    return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+
+
+class Record(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, loop, row):
+        self.seen.append(blas_threads())
+
+
+def test_explicit_threads_hold_during_training_and_are_restored(tmp_path):
+    before = blas_threads()
+    wanted = 2 if before == 1 else 1
+    config = load_config(CONFIGS / "iris.yaml", ["train.epochs=3", f"train.threads={wanted}"])
+    record = Record()
+    result = train(build_experiment(config), callbacks=[record])
+    assert record.seen == [wanted] * 3
+    assert blas_threads() == before
+    assert result.status == "completed"
+
+
+def test_summary_records_the_choice(tmp_path):
+    from nnctl.session import run_training
+
+    result = run_training(CONFIGS / "iris.yaml", ["train.epochs=2", "train.threads=1"], runs_dir=tmp_path)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["threads"] == {"setting": 1, "threads": 1, "reason": "set by train.threads"}
+
+
+def test_auto_runs_a_small_model_on_one_thread():
+    config = load_config(CONFIGS / "iris.yaml", ["train.epochs=1"])
+    experiment = build_experiment(config)
+    control = threads.ThreadControl("auto", experiment.network, config.train.batch_size)
+    assert control.product == 16 * 4 * 16  # the largest product: batch 16 x (4 -> 16)
+    assert control.auto(own=0)[0] == 1
+
+
+def test_auto_uses_the_cores_for_large_products_and_backs_off_under_load(monkeypatch):
+    config = load_config(CONFIGS / "digits_cnn.yaml", ["train.epochs=1"])
+    experiment = build_experiment(config)
+    control = threads.ThreadControl("auto", experiment.network, config.train.batch_size)
+    assert control.product >= threads.SMALL_PRODUCT
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "other_load", lambda: 0.2)
+    assert control.auto(own=0)[0] == 4  # quiet: every core
+    monkeypatch.setattr(threads, "other_load", lambda: 5.0)  # ours (2 threads) + 3 other processes
+    assert control.auto(own=2)[0] == 1
+    monkeypatch.setattr(threads, "other_load", lambda: 3.0)  # ours (2) + 1 other
+    assert control.auto(own=2)[0] == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's limit caps auto
+    monkeypatch.setattr(threads, "other_load", lambda: 0.0)
+    assert control.auto(own=0)[0] == 2
