@@ -8,6 +8,7 @@ import numpy as np
 
 from nnctl.errors import ConfigError
 from nnctl.nn.layer import Layer
+from nnctl.rng import rng_for
 
 
 def walk(layer: Layer, prefix: str) -> Iterator[tuple[str, Layer]]:
@@ -81,7 +82,7 @@ class Network:
             return
         for k, (_, layer) in enumerate(self.all_layers()):
             if layer.stochastic:
-                layer.rng = np.random.default_rng([seed, stream, epoch, k])
+                layer.rng = rng_for(seed, stream, epoch, k)
 
     def named_buffers(self) -> dict[str, np.ndarray]:
         return {f"{prefix}{key}": value for prefix, layer in self.all_layers() for key, value in layer.buffers.items()}

@@ -62,11 +62,11 @@ def grid_trials(spec: SweepSpec) -> list[Trial]:
 
 
 def random_trials(spec: SweepSpec) -> list[Trial]:
-    import numpy as np
+    from nnctl.rng import rng_for
 
     trials = []
     for i in range(spec.trials or 0):
-        rng = np.random.default_rng([spec.seed, i])  # trial i depends on (seed, i) only
+        rng = rng_for(spec.seed, i)  # trial i depends on (seed, i) only
         trials.append(make_trial(spec, i, {key: _draw(dim, rng) for key, dim in spec.space.items()}))
     return trials
 
