@@ -1,7 +1,24 @@
 """Registries: one per pluggable kind, mapping a snake_case name to a component and its params model.
 
-A component is a class with a nested pydantic ``Params`` model; its constructor accepts every field
-of ``Params`` as a keyword argument. The YAML ``type:`` field picks the component by name.
+The YAML ``type:`` field picks the component by name. Every kind follows one convention, the
+`Component` base: a component declares its parameters once, as the fields of a nested pydantic
+``Params`` model (types, defaults, limits, descriptions; the config schema, `nnctl list` and the
+docs are built from it), and never writes an ``__init__`` that repeats them. ``Registry.create``
+calls ``component(**fields)``; `Component.__init__` validates the values with ``Params`` once,
+keeps the frozen model as ``self.settings``, sets each field as an attribute of the same name, and
+then calls ``setup()``, where a component computes whatever it derives from its parameters.
+
+    @LAYERS.register("scaled_tanh")
+    class ScaledTanh(Layer):
+        class Params(Params):
+            init_scale: float = Field(2.0, gt=0, description="Initial scale of every feature.")
+
+        def _build(self, input_shape, rng):
+            self._param("scale", np.full(input_shape, self.init_scale))  # the validated value
+            ...
+
+The exceptions are the training loop's own callbacks (``listable = False``), which the loop builds
+from Python objects (the experiment, the best-weights keeper) rather than from YAML values.
 """
 
 from __future__ import annotations
@@ -13,7 +30,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -54,11 +71,32 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Component:
+    """Base of every registered component: parameters are declared once, in ``Params``.
+
+    ``Component(**values)`` validates ``values`` with ``Params`` (once: a bad value raises pydantic's
+    ValidationError, as the config would), keeps the frozen model as ``self.settings``, sets every
+    field as an attribute of the same name (``self.units``, ``self.lr``), then calls ``setup()``.
+    Subclasses do not define ``__init__``; state derived from the parameters goes in ``setup()``.
+    """
+
+    Params: ClassVar[type[BaseModel]] = Params
+
+    def __init__(self, **values: Any) -> None:
+        self.settings = self.Params(**values)
+        for name in type(self.settings).model_fields:
+            setattr(self, name, getattr(self.settings, name))
+        self.setup()
+
+    def setup(self) -> None:
+        """Hook for state derived from the parameters (tuples, child components, buffers); declares none."""
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
     component: Any
-    params: type[BaseModel]  # the component's own Params model (no 'type' field)
+    params: type[BaseModel]  # the component's own Params model (no 'type' field); see Component
     spec: type[BaseModel]  # Params plus `type: Literal[name]`, used inside the config
     summary: str
 
@@ -119,7 +157,8 @@ class Registry:
             ) from None
 
     def create(self, spec: BaseModel | dict, **extra: Any) -> Any:
-        """Instantiate the component named by ``spec.type`` with the spec's fields as keywords."""
+        """Instantiate the component named by ``spec.type`` with the spec's fields as keywords (which
+        `Component.__init__` validates with the component's Params and sets as attributes)."""
         fields = spec if isinstance(spec, dict) else spec.model_dump()
         fields = dict(fields)
         entry = self.get(fields.pop("type"))

@@ -87,10 +87,6 @@ class LeakyReLU(Activation):
     class Params(Params):
         alpha: float = Field(0.01, ge=0, lt=1, description="Slope for x < 0.")
 
-    def __init__(self, alpha: float = 0.01):
-        super().__init__()
-        self.alpha = alpha
-
     def f(self, x):
         return np.where(x > 0, x, x * self.alpha)
 
@@ -104,10 +100,6 @@ class ELU(Activation):
 
     class Params(Params):
         alpha: float = Field(1.0, gt=0, description="Value approached for x -> -inf is -alpha.")
-
-    def __init__(self, alpha: float = 1.0):
-        super().__init__()
-        self.alpha = alpha
 
     def f(self, x):
         return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))

@@ -72,26 +72,12 @@ class _Conv(Layer):
 
     dims: int
 
-    def __init__(
-        self,
-        filters: int,
-        kernel_size,
-        stride=1,
-        padding: Padding = "valid",
-        dilation=1,
-        activation: str | None = None,
-        use_bias: bool = True,
-        init: str = "he_uniform",
-    ):
-        super().__init__()
-        self.filters = filters
-        self.kernel = _tuple(kernel_size, self.dims, "kernel_size")
-        self.stride = _tuple(stride, self.dims, "stride")
-        self.dilation = _tuple(dilation, self.dims, "dilation")
-        self.padding = padding
-        self.use_bias = use_bias
-        self.init = init
-        self.activation = LAYERS.get(activation).component() if activation and activation != "linear" else None
+    def setup(self):
+        self.kernel = _tuple(self.kernel_size, self.dims, "kernel_size")
+        self.stride = _tuple(self.stride, self.dims, "stride")
+        self.dilation = _tuple(self.dilation, self.dims, "dilation")
+        act = self.activation
+        self.activation = LAYERS.get(act).component() if act and act != "linear" else None
         self._buffers: dict[str, np.ndarray] = {}
 
     # --- shapes -----------------------------------------------------------------------------------

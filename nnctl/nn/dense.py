@@ -30,21 +30,10 @@ class Dense(Layer):
         )
         bias_init: float = Field(0.0, description="Initial value of every bias (the TensorFlow Playground uses 0.1).")
 
-    def __init__(
-        self,
-        units: int,
-        activation: str | None = None,
-        use_bias: bool = True,
-        init: str = "glorot_uniform",
-        bias_init: float = 0.0,
-    ):
-        super().__init__()
-        self.units = units
-        self.use_bias = use_bias
-        self.init = init
-        self.bias_init = bias_init
+    def setup(self):
         self._ones = np.ones(0)
-        self.activation = LAYERS.get(activation).component() if activation and activation != "linear" else None
+        act = self.activation
+        self.activation = LAYERS.get(act).component() if act and act != "linear" else None
 
     def _build(self, input_shape, rng):
         fan_in = require_flat(self, input_shape)

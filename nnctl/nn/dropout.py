@@ -24,10 +24,6 @@ class Dropout(Layer):
             "probability of keeping one: p = 1 - rate.",
         )
 
-    def __init__(self, rate: float = 0.5):
-        super().__init__()
-        self.rate = rate
-
     def forward(self, x, *, training):
         if not training or self.rate == 0:
             if training:
@@ -54,10 +50,6 @@ class GaussianNoise(Layer):
 
     class Params(Params):
         std: float = Field(0.1, ge=0, description="Standard deviation of the added noise (in normalized input units).")
-
-    def __init__(self, std: float = 0.1):
-        super().__init__()
-        self.std = std
 
     def forward(self, x, *, training):
         if training:

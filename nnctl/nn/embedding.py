@@ -26,12 +26,6 @@ class Embedding(Layer):
         dim: int = Field(..., gt=0, description="Length of each token's vector.")
         scale: float = Field(1.0, gt=0, description="Standard deviation of the initial vectors (normal).")
 
-    def __init__(self, vocab_size: int, dim: int, scale: float = 1.0):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.dim = dim
-        self.scale = scale
-
     def _build(self, input_shape, rng):
         self._param("weight", rng.normal(0.0, self.scale, size=(self.vocab_size, self.dim)))
         return tuple(input_shape) + (self.dim,)

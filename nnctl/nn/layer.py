@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from nnctl.errors import ConfigError
+from nnctl.registry import Component
 
 
-class Layer:
+class Layer(Component):
     """Base layer. Subclasses fill `params` in build() and write `grads` (same keys) in backward().
+
+    Hyper-parameters follow the registry's Component convention: declared once in `Params`, set as
+    attributes by the constructor; state derived from them is made in `setup()`, never an `__init__`.
 
     Contract: shapes exclude the batch axis; `backward` assigns gradients (it never accumulates)
     and needs the cache of a training forward; the network may replace `params`/`grads` entries
@@ -21,7 +27,7 @@ class Layer:
     # a Generator per epoch (`self.rng`), so draws depend only on seed, epoch and step.
     stochastic: bool = False
 
-    def __init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         # Non-trainable state saved in checkpoints (running statistics, step counters).
@@ -31,6 +37,7 @@ class Layer:
         self.input_shape: tuple[int, ...] = ()
         self.output_shape: tuple[int, ...] = ()
         self._cache: object = None
+        super().__init__(**values)  # validates `values` with Params, sets them, then calls setup()
 
     @property
     def name(self) -> str:

@@ -71,10 +71,6 @@ class BatchNorm(_Affine):
         )
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
 
-    def __init__(self, momentum: float = 0.9, eps: float = 1e-5):
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
-
     def _build(self, input_shape, rng):
         channels = _check_rank(self, input_shape)
         self._affine_params(channels)
@@ -132,10 +128,6 @@ class BatchRenorm(BatchNorm):
             description="Training steps over which r_max grows from 1 and d_max from 0 (plain batch norm first).",
         )
 
-    def __init__(self, momentum=0.9, eps=1e-5, r_max=3.0, d_max=5.0, warmup_steps=1000):
-        super().__init__(momentum, eps)
-        self.r_max, self.d_max, self.warmup_steps = r_max, d_max, warmup_steps
-
     def _build(self, input_shape, rng):
         shape = super()._build(input_shape, rng)
         self.buffers["steps"] = np.zeros(1, dtype=np.float64)  # counts training steps for the warm-up
@@ -185,10 +177,6 @@ class GroupNorm(_Affine):
         )
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
 
-    def __init__(self, groups: int, eps: float = 1e-5):
-        super().__init__()
-        self.groups, self.eps = groups, eps
-
     def _groups(self, channels: int) -> int:
         return self.groups
 
@@ -233,8 +221,7 @@ class LayerNorm(GroupNorm):
     class Params(Params):
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
 
-    def __init__(self, eps: float = 1e-5):
-        super().__init__(1, eps)
+    groups = 1  # not a parameter here: layer norm is group norm with one group
 
 
 @LAYERS.register("instance_norm")
@@ -245,9 +232,6 @@ class InstanceNorm(GroupNorm):
 
     class Params(Params):
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
-
-    def __init__(self, eps: float = 1e-5):
-        super().__init__(1, eps)
 
     def _groups(self, channels: int) -> int:
         return channels

@@ -18,10 +18,6 @@ class Polynomial(Layer):
             ..., ge=1, le=30, description="Highest power. Normalize inputs to [-1, 1] first so high powers stay tame."
         )
 
-    def __init__(self, degree: int):
-        super().__init__()
-        self.degree = degree
-
     def _build(self, input_shape, rng):
         return (require_flat(self, input_shape) * self.degree,)
 

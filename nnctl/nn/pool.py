@@ -45,10 +45,9 @@ class _Pool(Layer):
 
     dims: int
 
-    def __init__(self, pool_size=2, stride=None):
-        super().__init__()
-        self.pool = _tuple(pool_size, self.dims, "pool_size")
-        self.stride = _tuple(stride, self.dims, "stride") if stride is not None else self.pool
+    def setup(self):
+        self.pool = _tuple(self.pool_size, self.dims, "pool_size")
+        self.stride = _tuple(self.stride, self.dims, "stride") if self.stride is not None else self.pool
         self._slices: list | None = None
 
     def _build(self, input_shape, rng):

@@ -83,21 +83,8 @@ class _Recurrent(Layer):
     gates = 1
     Params = RecurrentParams
 
-    def __init__(
-        self,
-        units: int,
-        return_sequences: bool = False,
-        bidirectional: bool = False,
-        init: str = "glorot_uniform",
-        recurrent_init: str = "orthogonal",
-    ):
-        super().__init__()
-        self.units = units
-        self.return_sequences = return_sequences
-        self.bidirectional = bidirectional
-        self.init = init
-        self.recurrent_init = recurrent_init
-        self.directions = [("", False)] + ([("_reverse", True)] if bidirectional else [])
+    def setup(self):
+        self.directions = [("", False)] + ([("_reverse", True)] if self.bidirectional else [])
         self._ones = np.ones(0)
         self._workspace: dict[tuple, np.ndarray] = {}
         self._phase = "train"
@@ -241,10 +228,6 @@ class SimpleRNN(_Recurrent):
     class Params(RecurrentParams):
         activation: Literal["tanh", "relu"] = Field("tanh", description="Non-linearity of the state update.")
 
-    def __init__(self, units: int, activation: str = "tanh", **kwargs):
-        super().__init__(units, **kwargs)
-        self.activation = activation
-
     def _scan(self, xp, sfx, reverse):
         t, n, _ = xp.shape
         w = self.params["weight_hh" + sfx]
@@ -295,10 +278,6 @@ class LSTM(_Recurrent):
         forget_bias: float = Field(
             1.0, description="Initial bias of the forget gate; 1 keeps the cell's memory early in training."
         )
-
-    def __init__(self, units: int, forget_bias: float = 1.0, **kwargs):
-        super().__init__(units, **kwargs)
-        self.forget_bias = forget_bias
 
     def _initial_bias(self):
         b = np.zeros(4 * self.units)

@@ -43,10 +43,6 @@ class Reshape(Layer):
                 raise ValueError(f"entries must be positive, with at most one -1; got {shape}")
             return shape
 
-    def __init__(self, shape: list[int]):
-        super().__init__()
-        self.shape = list(shape)
-
     def _build(self, input_shape, rng):
         size = int(np.prod(input_shape))
         known = int(np.prod([s for s in self.shape if s != -1]))

@@ -53,15 +53,13 @@ class Residual(Layer):
         def _inner_layers(cls, items: list[Any]) -> list[Any]:
             return _validate_layers(items)
 
-    def __init__(self, layers: list[Any], projection: str = "auto"):
-        super().__init__()
-        self.layers = [registry.LAYERS.create(spec) for spec in layers]
-        self.projection_mode = projection
-        self.projection: Layer | None = None
+    def setup(self):
+        self.layers = [registry.LAYERS.create(spec) for spec in self.layers]  # the specs become layers
+        self.projection_layer: Layer | None = None  # made in build when needed (`projection` is the mode)
 
     def children(self) -> list[tuple[str, Layer]]:
         named = [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
-        return named + ([("projection", self.projection)] if self.projection is not None else [])
+        return named + ([("projection", self.projection_layer)] if self.projection_layer is not None else [])
 
     def _build(self, input_shape, rng):
         shape = input_shape
@@ -70,9 +68,9 @@ class Residual(Layer):
                 shape = layer.build(shape, rng, self.dtype)
             except ConfigError as exc:
                 raise ConfigError(f"residual layers[{i}] ({layer.name}): {exc}") from None
-        if shape != input_shape or self.projection_mode == "always":
-            self.projection = self._make_projection(input_shape, shape)
-            self.projection.build(input_shape, rng, self.dtype)
+        if shape != input_shape or self.projection == "always":
+            self.projection_layer = self._make_projection(input_shape, shape)
+            self.projection_layer.build(input_shape, rng, self.dtype)
         return shape
 
     def _make_projection(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Layer:
@@ -97,7 +95,7 @@ class Residual(Layer):
         h = x
         for layer in self.layers:
             h = layer.forward(h, training=training)
-        shortcut = self.projection.forward(x, training=training) if self.projection is not None else x
+        shortcut = self.projection_layer.forward(x, training=training) if self.projection_layer is not None else x
         if training:
             self._cache = True
         return h + shortcut
@@ -106,13 +104,13 @@ class Residual(Layer):
         self._take_cache()
         # The shortcut's input gradient is wanted only when the block's is (it is the network's first layer else).
         self.layers[0].needs_input_grad = self.needs_input_grad
-        if self.projection is not None:
-            self.projection.needs_input_grad = self.needs_input_grad
+        if self.projection_layer is not None:
+            self.projection_layer.needs_input_grad = self.needs_input_grad
         dh = dy
         for layer in reversed(self.layers):
             dh = layer.backward(dh)
-        if self.projection is not None:
-            shortcut = self.projection.backward(dy)
+        if self.projection_layer is not None:
+            shortcut = self.projection_layer.backward(dy)
         else:
             shortcut = dy
         if not self.needs_input_grad:
@@ -124,8 +122,8 @@ class Residual(Layer):
 
     def describe(self) -> str:
         inner = " -> ".join(f"{layer.describe()} {layer.output_shape}" for layer in self.layers)
-        if self.projection is not None:
-            shortcut = f"{self.projection.describe()} {self.projection.output_shape}"
+        if self.projection_layer is not None:
+            shortcut = f"{self.projection_layer.describe()} {self.projection_layer.output_shape}"
         else:
             shortcut = "identity"
         return f"residual[{inner}] + {shortcut}"

@@ -1,4 +1,9 @@
-"""A custom layer registered from a config's `plugins:` list (what a user's own module looks like)."""
+"""A custom layer registered from a config's `plugins:` list (what a user's own module looks like).
+
+Parameters are declared once, in Params; the registry validates a config's values with it and the
+layer reads them as attributes (self.init_scale). No __init__ to write; state derived from the
+parameters would go in `setup()`.
+"""
 
 import numpy as np
 from pydantic import Field
@@ -13,10 +18,6 @@ class ScaledTanh(Layer):
 
     class Params(Params):
         init_scale: float = Field(2.0, gt=0, description="Initial scale of every feature.")
-
-    def __init__(self, init_scale: float = 2.0):
-        super().__init__()
-        self.init_scale = init_scale
 
     def _build(self, input_shape, rng):
         self._param("scale", np.full(input_shape, self.init_scale))
