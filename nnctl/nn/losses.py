@@ -12,14 +12,12 @@ import numpy as np
 from pydantic import Field
 
 from nnctl.errors import ConfigError
-from nnctl.registry import LOSSES, Params
+from nnctl.registry import LOSSES, Component, Params
 
 
-class Loss:
+class Loss(Component):
     task: Literal["classification", "regression"] = "regression"
-
-    def __init__(self) -> None:
-        self._cache: object = None
+    _cache: object = None
 
     @property
     def name(self) -> str:
@@ -98,10 +96,6 @@ class Huber(_Regression):
 
     class Params(Params):
         delta: float = Field(1.0, gt=0, description="Where the quadratic part turns linear.")
-
-    def __init__(self, delta: float = 1.0):
-        super().__init__()
-        self.delta = delta
 
     def _value(self, diff):
         a = np.abs(diff)

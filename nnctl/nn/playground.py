@@ -30,10 +30,8 @@ class PlaygroundMSE(Loss):
             "predicted class sign(a) (the Playground's classifier); linear: regression, a = z.",
         )
 
-    def __init__(self, output: str = "tanh"):
-        super().__init__()
-        self.output = output
-        self.task = "classification" if output == "tanh" else "regression"
+    def setup(self):
+        self.task = "classification" if self.output == "tanh" else "regression"
 
     def check(self, output_shape, task, num_classes, targets):
         if self.output == "tanh" and (task != "classification" or num_classes != 2 or output_shape != (1,)):

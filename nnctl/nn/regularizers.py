@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from nnctl.registry import REGULARIZERS, Params
+from nnctl.registry import REGULARIZERS, Component, Params
 
 
-class Regularizer:
+class Regularizer(Component):
     is_constraint = False
 
     def value(self, w: np.ndarray) -> float:
@@ -34,9 +34,6 @@ class L2(Regularizer):
     class Params(Params):
         rate: float = Field(..., ge=0, description="Strength; the gradient adds rate * w.")
 
-    def __init__(self, rate: float):
-        self.rate = rate
-
     def value(self, w):
         flat = w.reshape(-1)
         return 0.5 * self.rate * float(flat @ flat)
@@ -51,9 +48,6 @@ class L1(Regularizer):
 
     class Params(Params):
         rate: float = Field(..., ge=0, description="Strength; the gradient adds rate * sign(w).")
-
-    def __init__(self, rate: float):
-        self.rate = rate
 
     def value(self, w):
         return self.rate * float(np.abs(w).sum())
@@ -70,15 +64,15 @@ class L1L2(Regularizer):
         l1: float = Field(0.0, ge=0, description="L1 strength.")
         l2: float = Field(0.0, ge=0, description="L2 strength.")
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0):
-        self.l1, self.l2 = L1(l1), L2(l2)
+    def setup(self):
+        self._l1, self._l2 = L1(rate=self.l1), L2(rate=self.l2)
 
     def value(self, w):
-        return self.l1.value(w) + self.l2.value(w)
+        return self._l1.value(w) + self._l2.value(w)
 
     def add_grad(self, w, g):
-        self.l1.add_grad(w, g)
-        self.l2.add_grad(w, g)
+        self._l1.add_grad(w, g)
+        self._l2.add_grad(w, g)
 
 
 @REGULARIZERS.register("max_norm")
@@ -89,9 +83,6 @@ class MaxNorm(Regularizer):
 
     class Params(Params):
         max: float = Field(3.0, gt=0, description="Largest allowed L2 norm of a unit's incoming weights.")
-
-    def __init__(self, max: float = 3.0):  # noqa: A002 - the YAML key users write
-        self.max = max
 
     def project(self, w):
         # Incoming weights of a unit: everything but the last axis for dense (fan_in, units).
