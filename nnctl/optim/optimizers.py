@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from nnctl.registry import OPTIMIZERS, Params
+from nnctl.registry import OPTIMIZERS, Component, Params
 
 # Moment entries below this are zeroed every FLUSH_EVERY steps: NumPy has no flush-to-zero mode,
 # and float32 denormals (Adam moments of parameters whose gradient is exactly 0, e.g. dead ReLU
@@ -19,7 +19,7 @@ FLUSH_EVERY = 100
 
 
 class OptimizerParams(Params):
-    """What every optimizer accepts: a learning rate and gradient clipping."""
+    """What every optimizer accepts: gradient clipping (and `lr`, declared by each with its own default)."""
 
     clip_norm: float | None = Field(
         None, gt=0, description="Rescale the whole gradient so its global L2 norm is at most this (null = off)."
@@ -27,12 +27,13 @@ class OptimizerParams(Params):
     clip_value: float | None = Field(None, gt=0, description="Clip every gradient entry to [-v, v] (null = off).")
 
 
-class Optimizer:
+class Optimizer(Component):
+    """Base: `lr`, `clip_norm` and `clip_value` come from Params (Component convention), like each
+    optimizer's own hyper-parameters; `setup()` starts the step count and the (empty) state."""
+
     state_keys: tuple[str, ...] = ()
 
-    def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None):
-        self.lr = lr
-        self.clip_norm, self.clip_value = clip_norm, clip_value
+    def setup(self) -> None:
         self.t = 0  # steps taken
         self.state: dict[str, np.ndarray] = {}
 
@@ -98,12 +99,9 @@ class SGD(Optimizer):
                 raise ValueError("nesterov: true needs momentum > 0")
             return self
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None, clip_value=None):
-        super().__init__(lr, clip_norm, clip_value)
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.weight_decay = weight_decay
-        self.state_keys = ("velocity",) if momentum > 0 else ()
+    def setup(self):
+        super().setup()
+        self.state_keys = ("velocity",) if self.momentum > 0 else ()
 
     def _update(self, p, g, lr):
         tmp = self._tmp
@@ -140,10 +138,6 @@ class Adam(Optimizer):
         beta2: float = Field(0.999, ge=0, lt=1, description="Decay of the second-moment estimate.")
         eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, clip_norm=None, clip_value=None):
-        super().__init__(lr, clip_norm, clip_value)
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-
     def _update(self, p, g, lr):
         m, v, tmp, tmp2 = self.state["m"], self.state["v"], self._tmp, self._tmp2
         f = p.dtype.type
@@ -174,10 +168,6 @@ class AdamW(Adam):
             0.01, ge=0, description="Decoupled decay of the weights (not biases) per step, times lr."
         )
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None, clip_value=None):
-        super().__init__(lr, beta1, beta2, eps, clip_norm, clip_value)
-        self.weight_decay = weight_decay
-
     def _update(self, p, g, lr):
         if self.weight_decay:
             tmp = self._tmp
@@ -197,10 +187,6 @@ class RMSprop(Optimizer):
         lr: float = Field(0.001, gt=0, description="Learning rate.")
         rho: float = Field(0.9, ge=0, lt=1, description="Decay of the squared-gradient average.")
         eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
-
-    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, clip_norm=None, clip_value=None):
-        super().__init__(lr, clip_norm, clip_value)
-        self.rho, self.eps = rho, eps
 
     def _update(self, p, g, lr):
         v, tmp, tmp2 = self.state["v"], self._tmp, self._tmp2
@@ -225,10 +211,6 @@ class Adagrad(Optimizer):
     class Params(OptimizerParams):
         lr: float = Field(0.01, gt=0, description="Learning rate.")
         eps: float = Field(1e-10, gt=0, description="Added to the denominator for stability.")
-
-    def __init__(self, lr=0.01, eps=1e-10, clip_norm=None, clip_value=None):
-        super().__init__(lr, clip_norm, clip_value)
-        self.eps = eps
 
     def _update(self, p, g, lr):
         s, tmp, tmp2 = self.state["s"], self._tmp, self._tmp2

@@ -34,23 +34,21 @@ class PlaygroundSGD(Optimizer):
         )
         regularization_rate: float = Field(0.0, ge=0, description="The Playground's regularization rate.")
 
-    def __init__(self, lr=0.03, regularization="none", regularization_rate=0.0, clip_norm=None, clip_value=None):
-        super().__init__(lr, clip_norm, clip_value)
-        self.regularization = regularization
-        self.rate = regularization_rate
+    def setup(self):
+        super().setup()
         # Weights an L1 step set to 0 ("dead links" in the Playground): 1.0 where dead; kept in checkpoints.
-        self.state_keys = ("dead",) if regularization == "l1" else ()
+        self.state_keys = ("dead",) if self.regularization == "l1" else ()
 
     def _update(self, p, g, lr):
         tmp, reg = self._tmp, self._tmp2
-        regularize = self.regularization != "none" and self.rate > 0
+        regularize = self.regularization != "none" and self.regularization_rate > 0
         if regularize:  # dReg at the weights before the gradient step; biases have mask 0
             if self.regularization == "l1":
                 np.sign(p, out=reg)
             else:
                 np.copyto(reg, p)
             reg *= self.decay_mask
-            reg *= p.dtype.type(lr * self.rate)
+            reg *= p.dtype.type(lr * self.regularization_rate)
         np.multiply(g, lr, out=tmp)
         p -= tmp
         if not regularize:

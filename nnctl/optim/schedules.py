@@ -12,7 +12,7 @@ import math
 
 from pydantic import Field, field_validator
 
-from nnctl.registry import SCHEDULES, Params
+from nnctl.registry import SCHEDULES, Component, Params
 
 
 class ScheduleParams(Params):
@@ -21,13 +21,11 @@ class ScheduleParams(Params):
     )
 
 
-class Schedule:
+class Schedule(Component):
     """lr(t) = base_lr * warm-up(t) * shape(t - warmup)."""
 
     stateful = False  # reduce_on_plateau reacts to metrics; the others are pure functions of time
-
-    def __init__(self, warmup_epochs: float = 0.0):
-        self.warmup_epochs = warmup_epochs
+    Params = ScheduleParams
 
     def lr(self, base_lr: float, t: float, total_epochs: float) -> float:
         w = self.warmup_epochs
@@ -64,10 +62,6 @@ class Step(Schedule):
         every: float = Field(..., gt=0, description="Epochs between drops.")
         factor: float = Field(0.1, gt=0, le=1, description="Multiplier at each drop.")
 
-    def __init__(self, every: float, factor: float = 0.1, warmup_epochs: float = 0.0):
-        super().__init__(warmup_epochs)
-        self.every, self.factor = every, factor
-
     def shape(self, t, total, base_lr):
         return self.factor ** math.floor(t / self.every + 1e-9)
 
@@ -87,10 +81,6 @@ class MultiStep(Schedule):
                 raise ValueError(f"milestones must increase, got {v}")
             return v
 
-    def __init__(self, milestones: list[float], factor: float = 0.1, warmup_epochs: float = 0.0):
-        super().__init__(warmup_epochs)
-        self.milestones, self.factor = milestones, factor
-
     def shape(self, t, total, base_lr):
         return self.factor ** sum(t + 1e-9 >= m for m in self.milestones)
 
@@ -101,10 +91,6 @@ class Exponential(Schedule):
 
     class Params(ScheduleParams):
         factor: float = Field(..., gt=0, le=1, description="Multiplier per epoch.")
-
-    def __init__(self, factor: float, warmup_epochs: float = 0.0):
-        super().__init__(warmup_epochs)
-        self.factor = factor
 
     def shape(self, t, total, base_lr):
         return self.factor**t
@@ -121,10 +107,6 @@ class Cosine(Schedule):
         )
         restarts: bool = Field(False, description="Jump back to the base rate at the end of each period (SGDR).")
         t_mult: float = Field(1.0, ge=1, description="With restarts: each period is t_mult times longer than the last.")
-
-    def __init__(self, min_lr=0.0, period=None, restarts=False, t_mult=1.0, warmup_epochs=0.0):
-        super().__init__(warmup_epochs)
-        self.min_lr, self.period, self.restarts, self.t_mult = min_lr, period, restarts, t_mult
 
     def shape(self, t, total, base_lr):
         period = self.period or total
@@ -156,12 +138,7 @@ class ReduceOnPlateau(Schedule):
         min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
         min_lr: float = Field(0.0, ge=0, description="The rate is never reduced below this.")
 
-    def __init__(
-        self, monitor="val_loss", mode="auto", factor=0.1, patience=5, min_delta=0.0, min_lr=0.0, warmup_epochs=0.0
-    ):
-        super().__init__(warmup_epochs)
-        self.monitor, self.mode, self.factor, self.patience = monitor, mode, factor, patience
-        self.min_delta, self.min_lr = min_delta, min_lr
+    def setup(self):
         self.scale, self.best, self.wait = 1.0, None, 0
         self.higher_is_better = False  # set by the trainer from mode and the metric
 

@@ -53,13 +53,14 @@ def test_reduce_on_plateau():
 
 
 def test_rmsprop_and_adagrad_one_step():
+    # eps must be > 0 (Params validates it); 1e-12 leaves the hand-computed values unchanged at approx precision
     p = np.array([1.0])
     g = np.array([0.5])
-    OPTIMIZERS.create({"type": "rmsprop", "lr": 0.01, "rho": 0.9, "eps": 0.0}).bind(p, g).step()
+    OPTIMIZERS.create({"type": "rmsprop", "lr": 0.01, "rho": 0.9, "eps": 1e-12}).bind(p, g).step()
     assert p[0] == pytest.approx(1 - 0.01 * 0.5 / math.sqrt(0.1 * 0.25))
     p = np.array([1.0])
     g = np.array([0.5])
-    opt = OPTIMIZERS.create({"type": "adagrad", "lr": 0.1, "eps": 0.0}).bind(p, g)
+    opt = OPTIMIZERS.create({"type": "adagrad", "lr": 0.1, "eps": 1e-12}).bind(p, g)
     opt.step()
     opt.step()
     assert p[0] == pytest.approx(1 - 0.1 - 0.1 * 0.5 / math.sqrt(0.5))
