@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, model_validator
 
 from nnctl.errors import DataError
-from nnctl.registry import AUGMENTATIONS, Params
+from nnctl.registry import AUGMENTATIONS, Component, Params
 
 Range = float | tuple[float, float]
 
@@ -27,15 +27,11 @@ _P = Field(0.5, ge=0, le=1, description="Probability that a sample is transforme
 _FILL = Field(0.0, description="Value of pixels that come from outside the input.")
 
 
-class Augmentation:
+class Augmentation(Component):
     """Base: picks the samples to transform with probability p, then `_apply`s to those only."""
 
     # Sample ranks it accepts: 1 = signals (C, L), 2 = images (C, H, W); None = any shape, flat included.
     spatial: tuple[int, ...] | None = (1, 2)
-
-    def __init__(self, **fields):
-        for key, value in self.Params(**fields).model_dump().items():
-            setattr(self, key, value)
 
     @property
     def name(self) -> str:

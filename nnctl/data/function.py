@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nnctl.data.dataset import Dataset
-from nnctl.registry import DATA_SOURCES, Params
+from nnctl.registry import DATA_SOURCES, Component, Params
 
 TARGETS = {
     "sine": lambda x, p: np.sin(2 * np.pi * x),  # one period on [0, 1]
@@ -21,7 +21,7 @@ TARGETS = {
 
 
 @DATA_SOURCES.register("function")
-class FunctionSource:
+class FunctionSource(Component):
     """y = f(x) + N(0, noise^2) for a named f: sine (sin 2 pi x), abs, step, sawtooth, gaussian_bump, polynomial."""
 
     class Params(Params):
@@ -49,11 +49,8 @@ class FunctionSource:
                 raise ValueError("target: polynomial needs coefficients: [c0, c1, ...]")
             return self
 
-    def __init__(self, **fields):
-        self.p = self.Params(**fields)
-
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.p
+        p = self.settings
         low, high = p.x_range
         x = np.linspace(low, high, p.samples) if p.spacing == "grid" else rng.uniform(low, high, p.samples)
         y = TARGETS[p.target](x, p) + rng.normal(0.0, p.noise, p.samples) * (p.noise > 0)

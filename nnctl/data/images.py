@@ -94,7 +94,7 @@ class ImageNpz(Source):
         )
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         dataset = load_npz(p.path, p.task)  # every check of the npz source; x comes back flat (N, F)
         stored = _stored_shape(p.path)
         ndim, sample = (stored[0], stored[1:]) if stored else (2, dataset.x.shape[1:])
@@ -148,7 +148,7 @@ class ImageCsv(Source):
             return shape
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         dataset = load_csv(p.path, p.target, p.task, p.delimiter)
         size = int(np.prod(p.shape))
         if dataset.x.shape[1] != size:
@@ -190,7 +190,7 @@ class ImageFolder(Source):
         )
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         image_cls, unidentified = _pillow()
         root = Path(p.path)
         if not root.is_dir():
@@ -260,7 +260,7 @@ class SignalShapes(Source):
         )
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         n, length = p.samples, p.length
         y = np.arange(n) % len(SIGNAL_CLASSES)
         rng.shuffle(y)

@@ -38,7 +38,7 @@ class AddingProblem(Source):
         length: int = Field(50, ge=2, le=10_000, description="Time steps T per sequence.")
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        n, t = self.params.samples, self.params.length
+        n, t = self.settings.samples, self.settings.length
         x = np.zeros((n, t, 2))
         x[:, :, 0] = rng.random((n, t))
         half = t // 2
@@ -73,7 +73,7 @@ class SineWave(Source):
             return self
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         n, t = p.samples, p.length
         period = rng.uniform(p.min_period, p.max_period, (n, 1))
         phase = rng.uniform(0, 2 * np.pi, (n, 1))
@@ -102,7 +102,7 @@ class TemporalOrder(Source):
         )
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         n, t, vocab = p.samples, p.length, p.distractors + 2
         ids = rng.integers(2, vocab, (n, t))
         half = t // 2
@@ -170,7 +170,7 @@ class SequenceNpz(Source):
         )
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         dataset = load_npz(p.path, p.task)  # every check of the npz source; x comes back flat
         shape = tuple(p.shape) if p.shape else _stored_sample_shape(p.path)
         return _reshape(dataset, shape, describe_path(p.path), "fix data.source.shape.")
@@ -204,7 +204,7 @@ class SequenceCsv(Source):
             return self
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         dataset = load_csv(p.path, p.target, p.task, p.delimiter)
         return _reshape(
             dataset,

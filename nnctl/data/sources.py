@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -16,17 +16,13 @@ from nnctl.data.features import FeatureName, compute_features
 from nnctl.data.npzfile import load_npz
 from nnctl.data.targets import TaskChoice
 from nnctl.errors import DataError
-from nnctl.registry import DATA_SOURCES
+from nnctl.registry import DATA_SOURCES, Component
 from nnctl.registry import Params as BaseParams
 
 
-class Source:
-    """Base for data sources: keyword arguments are validated by Params and kept as self.params."""
-
-    Params: ClassVar[type[BaseParams]] = BaseParams
-
-    def __init__(self, **fields: Any):
-        self.params = self.Params(**fields)
+class Source(Component):
+    """Base for data sources: parameters declared in Params, validated once and kept as `self.settings`
+    (and as attributes), per the registry's Component convention."""
 
     def load(self, rng: np.random.Generator) -> Dataset:
         raise NotImplementedError
@@ -72,7 +68,7 @@ class _Playground(Source):
     task: ClassVar[str] = "classification"
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         points, labels = playground.GENERATORS[self.name](p.samples, p.noise / 100, rng)
         x = compute_features(points, list(p.features))
         if self.task == "regression":
@@ -146,7 +142,7 @@ class Csv(Source):
         delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator, one character.")
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        p = self.params
+        p = self.settings
         return load_csv(p.path, p.target, p.task, p.delimiter)
 
 
@@ -159,7 +155,7 @@ class Npz(Source):
         task: TaskChoice = Field("auto", description=_TASK)
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        return load_npz(self.params.path, self.params.task)
+        return load_npz(self.settings.path, self.settings.task)
 
 
 # --- real data sets shipped in datasets/ -------------------------------------------------------

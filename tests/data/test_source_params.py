@@ -93,7 +93,7 @@ def test_csv_params():
         sources.Csv(path="a.csv")  # target is required
     with pytest.raises(ValidationError):
         sources.Csv(path="a.csv", target="y", delimiter=";;")
-    assert sources.Csv(path="a.csv", target="y").params.task == "auto"
+    assert sources.Csv(path="a.csv", target="y").settings.task == "auto"
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -101,5 +101,5 @@ def test_constructor_accepts_every_params_field(name):
     cls = ALL[name]
     given = {k: v for k, v in {"path": "data.csv", "target": "y"}.items() if k in cls.Params.model_fields}
     fields = cls.Params(**given).model_dump()  # every field, defaults filled in, as the registry passes them
-    assert cls(**fields).params.model_dump() == fields
+    assert cls(**fields).settings.model_dump() == fields
     assert list(inspect.signature(cls.load).parameters) == ["self", "rng"]
