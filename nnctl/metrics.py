@@ -16,20 +16,18 @@ import numpy as np
 from pydantic import Field
 
 from nnctl.errors import ConfigError
-from nnctl.registry import METRICS, Params
+from nnctl.registry import METRICS, Component, Params
 
 NAN = float("nan")
 
 
-class Metric:
+class Metric(Component):
     """Base class; `column` names the value in metrics.csv and eval (`val_<column>`)."""
 
     task: ClassVar[Literal["classification", "regression"]]
     higher_is_better: ClassVar[bool] = True
     needs_proba: ClassVar[bool] = False
-
-    def __init__(self) -> None:
-        self.num_classes: int | None = None
+    num_classes: int | None = None  # set by prepare(), or inferred by __call__
 
     @property
     def column(self) -> str:
@@ -168,10 +166,6 @@ class TopKAccuracy(Metric):
 
     class Params(Params):
         k: int = Field(5, ge=1, description="How many of the most probable classes count as a hit.")
-
-    def __init__(self, k: int = 5):
-        super().__init__()
-        self.k = k
 
     @property
     def column(self) -> str:

@@ -5,17 +5,20 @@ The hooks follow Keras and Lightning: `on_train_start(loop)`, `on_epoch_end(loop
 callback's state in last.npz). They are called in list order (see `standard_callbacks`).
 
 Built-in callbacks come from config sections (train.monitor, train.early_stopping, schedule,
-train.max_seconds, output); a config's `callbacks:` list adds registered ones, e.g. from a plugin:
+train.max_seconds, output); a config's `callbacks:` list adds registered ones, e.g. from a plugin.
+Those follow the registry's Component convention: parameters declared once in Params, set as
+attributes by the constructor, derived state made in `setup()`:
 
     @CALLBACKS.register("print_every")
     class PrintEvery(Callback):
         class Params(Params):
             every: int = 10
-        def __init__(self, every=10):
-            self.every = every
         def on_epoch_end(self, loop, row):
             if row["epoch"] % self.every == 0:
                 print(row)
+
+The loop's own callbacks (`listable = False`) are the exception: the loop builds them from Python
+objects (the experiment, the best-weights keeper, the reporter), so they keep their constructors.
 """
 
 from __future__ import annotations
@@ -27,14 +30,14 @@ import numpy as np
 
 from nnctl import registry
 from nnctl.errors import ConfigError
-from nnctl.registry import CALLBACKS
+from nnctl.registry import CALLBACKS, Component
 from nnctl.version import versions
 
 if TYPE_CHECKING:
     from nnctl.train.loop import Loop
 
 
-class Callback:
+class Callback(Component):
     """Base class: every hook does nothing. `on_epoch_end` returns a truthy value (a reason string, or
     True) to stop training after this epoch."""
 

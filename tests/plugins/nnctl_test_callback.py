@@ -19,9 +19,9 @@ class StopAt(Callback):
         target: float = Field(..., description="The value to reach.")
         patience: int = Field(1, ge=1, description="Epochs in a row at the target before stopping.")
 
-    def __init__(self, target: float, column: str = "val_accuracy", patience: int = 1):
-        self.column, self.target, self.patience = column, target, patience
-        self.streak = 0
+    # No __init__: the fields above arrive validated as self.column, self.target, self.patience.
+    def setup(self):
+        self.streak = 0  # state derived at construction (saved by state_dict for exact resume)
 
     def on_epoch_end(self, loop, row):
         value = row[self.column]
