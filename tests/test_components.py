@@ -46,6 +46,7 @@ LOOP_OWNED = {
     "progress",
     "reduce_on_plateau",
     "summary",
+    "threads",
     "time_limit",
 }
 
@@ -177,6 +178,7 @@ CALLBACK_CASES = {  # name -> (overrides, check of {"result", "run", "epochs_see
         ["schedule={type: reduce_on_plateau, patience: 0, factor: 0.5, min_delta: 100}"],
         lambda out: _lrs(out) == pytest.approx([0.05, 0.05, 0.025, 0.0125]),
     ),
+    "threads": (["train.threads=1"], lambda out: out["run"].read_summary()["threads"]["threads"] == 1),
     "time_limit": (
         ["train.max_seconds=1.0e-6"],
         lambda out: out["result"].stop_reason == "time_limit" and out["result"].epochs == 1,
