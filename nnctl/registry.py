@@ -77,7 +77,11 @@ class Component:
     ``Component(**values)`` validates ``values`` with ``Params`` (once: a bad value raises pydantic's
     ValidationError, as the config would), keeps the frozen model as ``self.settings``, sets every
     field as an attribute of the same name (``self.units``, ``self.lr``), then calls ``setup()``.
-    Subclasses do not define ``__init__``; state derived from the parameters goes in ``setup()``.
+    Subclasses do not define ``__init__``; state derived from the parameters goes in ``setup()``
+    (which calls ``super().setup()`` where a base has one). ``setup()`` may replace an attribute by
+    the form the component works with (a size as a tuple, an activation name as its layer);
+    ``settings`` keeps the values as validated. tests/test_components.py checks all of this for
+    every registered component.
     """
 
     Params: ClassVar[type[BaseModel]] = Params
