@@ -499,6 +499,56 @@ def runs(
         console.print(runs_table(records, f"{len(records)} run(s) under {runs_dir}"))
 
 
+@app.command("export")
+@user_errors
+def export_(
+    run_dir: RunDirArgument,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="ONNX file to write (default RUN/export/model-<checkpoint>.onnx)."),
+    ] = None,
+    checkpoint: CheckpointOption = "best",
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version of the model.")] = 17,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Compare onnxruntime with nnctl on the run's test split (needs onnxruntime)."),
+    ] = False,
+    allow_plugins: AllowPluginsOption = False,
+    json_: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Export a trained run to ONNX: raw inputs in (normalization, Playground features inside), predictions out."""
+    from nnctl.export.onnx_model import export_run
+
+    result = export_run(run_dir, output, checkpoint, opset, allow_plugins)
+    comparison = None
+    if check:
+        from nnctl.export.verify import compare_run
+
+        comparison = compare_run(run_dir, result.path, "test", checkpoint, allow_plugins)
+    if json_:
+        from nnctl.console import stdout_json
+
+        stdout_json(
+            {
+                "run_dir": str(run_dir),
+                "checkpoint": checkpoint,
+                "output": str(result.path),
+                "opset": result.opset,
+                "bytes": result.size_bytes,
+                "inputs": result.inputs,
+                "outputs": result.outputs,
+                "metadata": result.metadata,
+                "check": comparison,
+            }
+        )
+        return
+    shapes = "; ".join(f"{v['name']} {v['dtype']} {v['shape']}" for v in result.inputs + result.outputs)
+    typer.echo(f"wrote {result.path} ({result.size_bytes:,} bytes, opset {result.opset}): {shapes}")
+    if comparison is not None:
+        typer.echo("check on the test split: " + ", ".join(f"{k} {v}" for k, v in comparison.items()))
+
+
 def run() -> None:  # console-script entry point
     app()
 

@@ -37,3 +37,13 @@ class ScaledTanh(Layer):
         # d/ds [s tanh(x/s)] = tanh(x/s) - (x/s) (1 - tanh^2)
         np.sum(dy * (t - (x / s) * dt), axis=0, out=self.grads["scale"])
         return dy * dt
+
+
+# Its ONNX exporter, registered the way a plugin does it (nnctl.export's registry imports nothing heavy).
+from nnctl.export import register_exporter  # noqa: E402
+
+
+@register_exporter("scaled_tanh")
+def _export_scaled_tanh(layer, g, x):
+    s = g.const(layer.params["scale"], "scale")
+    return g.op("Mul", [g.op("Tanh", [g.op("Div", [x, s])]), s])
