@@ -31,11 +31,11 @@ CHECKPOINTS = ("best", "last")
 
 def open_experiment(run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False):
     """The run's experiment with the checkpoint's weights: the one place export and its checks reopen a run."""
-    from nnctl.train.evaluate import open_run
+    from nnctl.runs.reopen import open_run
 
     if checkpoint not in CHECKPOINTS:
         raise ExportError(f"--checkpoint must be best or last, got '{checkpoint}'.")
-    return open_run(run_dir, checkpoint, allow_plugins)
+    return open_run(run_dir, checkpoint, allow_plugins).experiment()
 
 
 def is_playground(config) -> bool:
