@@ -549,6 +549,29 @@ def export_(
         typer.echo("check on the test split: " + ", ".join(f"{k} {v}" for k, v in comparison.items()))
 
 
+@app.command()
+@user_errors
+def serve(
+    run_dir: RunDirArgument,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 127.0.0.1 (this machine only) unless you mean otherwise.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    checkpoint: CheckpointOption = "best",
+    max_body: Annotated[
+        int, typer.Option("--max-body", help="Largest request body in bytes; bigger ones get a 413.")
+    ] = 8 * 1024 * 1024,
+    allow_plugins: AllowPluginsOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Serve a trained run over HTTP: POST /predict, GET /health, GET /metadata, OpenAPI page at /docs."""
+    from nnctl.serve.app import serve as run_server
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: binding {host}: other machines can reach this server (no authentication).", err=True)
+    run_server(run_dir, host, port, checkpoint, allow_plugins, max_body)
+
+
 def run() -> None:  # console-script entry point
     app()
 
