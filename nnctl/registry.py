@@ -52,6 +52,8 @@ _BUILTIN_MODULES = (
     "nnctl.data.augment",
     "nnctl.metrics",
     "nnctl.train.callbacks",
+    "nnctl.train.logging_tb",  # the tensorboard callback (tensorboardX imported only when it runs)
+    "nnctl.train.logging_mlflow",  # the mlflow callback (MLflow imported only when it runs)
 )
 _builtins_loaded = False
 
