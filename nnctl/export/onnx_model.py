@@ -266,11 +266,14 @@ def export_run(
     experiment = open_experiment(run_dir, checkpoint, allow_plugins)
     model = build_model(experiment, opset, run_dir.name, checkpoint)
     onnx.checker.check_model(model, full_check=True)
-    path = Path(output) if output is not None else run_dir / "export" / f"model-{checkpoint}.onnx"
     if output is None:
-        path.parent.mkdir(exist_ok=True)
-    elif not path.parent.is_dir():
-        raise ExportError(f"cannot write {path}: the folder {path.parent} does not exist.")
+        from nnctl.runs.rundir import RunDir
+
+        path = RunDir(run_dir).export_path(checkpoint)
+    else:
+        path = Path(output)
+        if not path.parent.is_dir():
+            raise ExportError(f"cannot write {path}: the folder {path.parent} does not exist.")
     data = model.SerializeToString()
     atomic_write(path, data)
     return ExportResult(

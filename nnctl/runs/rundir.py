@@ -57,6 +57,8 @@ class RunDir:
     PLOTS = "plots"
     REPORT = "report.html"
     TRIALS = "trials"  # a sweep folder's runs (read by listings and reports)
+    EXPORT = "export"  # nnctl export's models
+    TENSORBOARD = "tensorboard"  # the tensorboard callback's event files
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -246,6 +248,11 @@ class RunDir:
         folder = self.path / self.EVAL
         folder.mkdir(exist_ok=True)
         return folder / f"{split}-{checkpoint}{suffix}"
+
+    def export_path(self, checkpoint: str, suffix: str = ".onnx") -> Path:
+        folder = self.path / self.EXPORT
+        folder.mkdir(exist_ok=True)
+        return folder / f"model-{checkpoint}{suffix}"
 
     def plot_path(self, kind: str, folder: Path | None = None) -> Path:
         folder = Path(folder) if folder else self.path / self.PLOTS

@@ -23,9 +23,10 @@ from pydantic import Field, model_validator
 
 from nnctl.errors import NnctlError
 from nnctl.registry import CALLBACKS, Params
+from nnctl.runs.rundir import RunDir
 from nnctl.train.callbacks import Callback
 
-LOGDIR = "tensorboard"
+LOGDIR = RunDir.TENSORBOARD
 NOT_SCALARS = ("epoch",)  # the step axis itself
 
 
