@@ -171,3 +171,40 @@ def test_mlflow_resumed_run_continues_the_same_mlflow_run(tmp_path, monkeypatch)
     rows = metrics_csv(part.run_dir)
     history = sorted(client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)
     assert [(m.step, m.value) for m in history] == [(int(r["epoch"]), float(r["val_loss"])) for r in rows]
+
+
+def test_sweep_trials_line_up_in_the_hparams_view(tmp_path):
+    pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed")
+    pytest.importorskip("tensorboard", reason="TensorBoard (in dev) is needed to read the events back")
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from tests.conftest import CONFIGS
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"""\
+name: tb_grid
+base: {CONFIGS / "xor.yaml"}
+set: ["train.epochs=3", "callbacks=[{{type: tensorboard, hparams: [optimizer.lr, 'model.layers[0].units']}}]"]
+seed: 0
+objective: {{metric: accuracy, split: val, goal: max}}
+strategy: grid
+space:
+  optimizer.lr: {{values: [0.003, 0.03]}}
+  model.layers[0].units: {{values: [2, 8]}}
+"""
+    )
+    result = runner.invoke(app, ["sweep", str(sweep), "--runs-dir", str(tmp_path / "runs"), "--parallel", "1"])
+    assert result.exit_code == 0, result.output
+    (root,) = (tmp_path / "runs" / "sweeps" / "tb_grid").iterdir()
+    events = EventMultiplexer()
+    events.AddRunsFromDirectory(str(root))
+    events.Reload()
+    seen = set()
+    for run, content in events.PluginRunToTagToContent("hparams").items():
+        info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        values = {k: v.number_value for k, v in info.session_start_info.hparams.items()}
+        seen.add((values["optimizer.lr"], values["model.layers[0].units"]))
+        assert events.Scalars(run, "hparam/final_val_accuracy")
+    assert seen == {(0.003, 2), (0.003, 8), (0.03, 2), (0.03, 8)}
