@@ -56,10 +56,10 @@ class PredictRequest(BaseModel):
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over `limit` bytes (declared or actually sent)."""
+    """ASGI middleware: 413 for a request body over `limit` bytes, declared (Content-Length) or streamed.
 
-    class _TooLarge(Exception):
-        pass
+    The body is read here, up to the limit, and handed on whole: the endpoint reads all of it anyway, and
+    an over-long chunked upload is refused before any of it reaches the application."""
 
     def __init__(self, app, limit: int):
         self.app = app
@@ -76,24 +76,31 @@ class BodyLimit:
                 return await self._reply(send, 400, "Content-Length is not a number.")
             if size > self.limit:
                 return await self._reply(send, 413, self._message(size))
-        received = 0
-
-        async def counting():
-            nonlocal received
+        chunks, size, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyLimit._TooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._reply(send, 413, self._message(size, streamed=True))
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, handed = b"".join(chunks), False
 
-        try:
-            await self.app(scope, counting, send)
-        except BodyLimit._TooLarge:
-            await self._reply(send, 413, self._message(received))
+        async def replay():
+            nonlocal handed
+            if not handed:
+                handed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as a server would
 
-    def _message(self, size: int) -> str:
-        return f"request body of {size} bytes is over the limit of {self.limit} bytes (nnctl serve --max-body)."
+        await self.app(scope, replay, send)
+
+    def _message(self, size: int, streamed: bool = False) -> str:
+        what = f"more than {self.limit} bytes arrived" if streamed else f"request body of {size} bytes"
+        return f"{what}: over the limit of {self.limit} bytes (nnctl serve --max-body)."
 
     @staticmethod
     async def _reply(send, status: int, detail: str) -> None:
@@ -175,7 +182,9 @@ class Service:
                         f"missing column(s) {', '.join(missing)}; every record needs {', '.join(names)}.",
                         "missing",
                     )
-            columns = {n: [r[n] for r in request.records] for n in request.records[0]}
+            wanted = set(names) | set(p.feature_names)
+            present = [n for n in wanted if all(n in r for r in request.records)]  # records may differ in extras
+            columns = {n: [r[n] for r in request.records] for n in present}
             return self._guard(["records"], lambda: p.from_columns(columns, "records"))
         try:
             array = np.asarray(request.inputs, dtype=np.float64)

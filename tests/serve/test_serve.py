@@ -78,6 +78,10 @@ def test_predict_by_records_and_arrays_matches_load_run(iris, iris_run):
     assert answer["predictions"] == list(run.predict(x))
     proba = np.array([[row[c] for c in run.classes] for row in answer["probabilities"]])
     assert np.array_equal(proba, run.predict_proba(x).astype(np.float64))
+    # other keys are ignored, and need not be in every record
+    records = [dict(zip(names, map(float, row), strict=True)) for row in x[:3]]
+    records[0]["species_code"] = 2.0
+    assert iris.post("/predict", json={"records": records}).json()["predictions"] == answer["predictions"][:3]
     assert "probabilities" not in iris.post("/predict", json={"inputs": x[:2].tolist(), "probabilities": False}).json()
 
 
@@ -85,6 +89,11 @@ def test_predict_by_records_and_arrays_matches_load_run(iris, iris_run):
     "body, loc, text",
     [
         ({"records": [{"sepal_length": 1.0}]}, ["body", "records", 0, "sepal_width"], "missing column"),
+        (
+            {"records": [{"sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_width": 1}, {"species": 2}]},
+            ["body", "records", 1, "sepal_length"],
+            "missing column",
+        ),
         ({"records": [{"sepal_length": "abc"}]}, ["body", "records", 0, "sepal_length"], "valid number"),
         ({"inputs": [[1, 2, 3]]}, ["body", "inputs"], "expected inputs of shape (N, 4)"),
         ({"inputs": [[1, 2], [1, 2, 3, 4]]}, ["body", "inputs"], "rectangular array of numbers"),
@@ -107,6 +116,22 @@ def test_oversize_bodies_are_413(iris_run):
     assert small.status_code == 200
     big = client.post("/predict", json={"inputs": [[5.1, 3.5, 1.4, 0.2]] * 100})
     assert big.status_code == 413 and "over the limit of 1000 bytes" in big.json()["detail"]
+
+    def chunks():  # no Content-Length: a chunked upload, counted as it arrives
+        yield b'{"inputs": ['
+        for _ in range(100):
+            yield b"[5.1, 3.5, 1.4, 0.2],"
+        yield b"[5.1, 3.5, 1.4, 0.2]]}"
+
+    streamed = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "more than 1000 bytes arrived" in streamed.json()["detail"]
+
+    def small_chunks():
+        yield b'{"inputs": '
+        yield b"[[5.1, 3.5, 1.4, 0.2]]}"
+
+    ok = client.post("/predict", content=small_chunks(), headers={"content-type": "application/json"})
+    assert ok.status_code == 200 and ok.json()["samples"] == 1
 
 
 def test_too_many_rows_is_422(iris_run):
