@@ -16,18 +16,17 @@ do not share one) and knows nothing about the loop; it is tested on its own.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from nnctl.errors import NnctlError
 from nnctl.registry import CALLBACKS, Params
 from nnctl.train.callbacks import Callback
-from nnctl.train.logging_tb import flat_config
+from nnctl.train.logging_tb import flat_config, require
 
 NOT_METRICS = ("epoch",)
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED"}  # anything else (diverged, failed) -> FAILED
@@ -121,13 +120,10 @@ class Mlflow(Callback):
         experiment: str | None = Field(None, description="MLflow experiment name; null = the config's name.")
         artifacts: bool = Field(True, description="Upload the run directory (checkpoints included) at the end.")
 
-        @model_validator(mode="after")
-        def _installed(self):
-            if importlib.util.find_spec("mlflow") is None:
-                raise ValueError("the mlflow callback needs MLflow: pip install 'nnctl[mlflow]'")
-            return self
-
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, artifacts: bool = True):
+        require(
+            "mlflow", "the mlflow callback needs MLflow: pip install 'nnctl[mlflow]'."
+        )  # at training, not validation
         self.writer = MlflowWriter(tracking_uri, experiment, artifacts)
         self.run_id: str | None = None
 

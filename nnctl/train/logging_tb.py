@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from nnctl.errors import NnctlError
+from nnctl.errors import ConfigError, NnctlError
 from nnctl.registry import CALLBACKS, Params
 from nnctl.runs.rundir import RunDir
 from nnctl.train.callbacks import Callback
@@ -111,6 +111,12 @@ class TensorBoardWriter:
         self.writer = None
 
 
+def require(module: str, message: str) -> None:
+    """ConfigError (exit 2) when an optional package is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(message)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
@@ -127,13 +133,10 @@ class TensorBoard(Callback):
             "null = every scalar in the config.",
         )
 
-        @model_validator(mode="after")
-        def _installed(self):
-            if importlib.util.find_spec("tensorboardX") is None:
-                raise ValueError("the tensorboard callback needs tensorboardX: pip install 'nnctl[tensorboard]'")
-            return self
-
     def __init__(self, histograms: bool = False, hparams: list[str] | None = None):
+        # Checked when training builds the callback, not when a config validates: reopening a run that
+        # logged to TensorBoard (eval, predict, export) must not need tensorboardX.
+        require("tensorboardX", "the tensorboard callback needs tensorboardX: pip install 'nnctl[tensorboard]'.")
         self.writer = TensorBoardWriter(histograms, hparams)
 
     def on_train_start(self, loop) -> None:

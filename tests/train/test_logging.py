@@ -136,17 +136,23 @@ def test_mlflow_run_equals_metrics_csv_and_config(tmp_path, monkeypatch):
     assert summary["status"] == "completed" and summary["epochs"] == 4
 
 
-def test_missing_package_is_a_config_error(tmp_path, monkeypatch):
+def test_missing_package_fails_training_not_reopening(tmp_path, monkeypatch):
+    """Without tensorboardX, training with the callback is a user error naming the extra; a run that logged to
+    TensorBoard still validates, predicts and exports on a machine without it."""
     import importlib.util
 
+    run_dir = train(tmp_path, "{type: tensorboard}")
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a)
     )
     path = tmp_path / "logged.yaml"
-    path.write_text(CONFIG.format(callbacks="{type: tensorboard}"))
-    result = runner.invoke(app, ["validate", str(path)])
+    result = runner.invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs2")])
     assert result.exit_code == 2 and "pip install 'nnctl[tensorboard]'" in result.output
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    import nnctl
+
+    assert nnctl.load_run(run_dir).predict([[1.0, -2.0]]).shape == (1,)
 
 
 def test_mlflow_resumed_run_continues_the_same_mlflow_run(tmp_path, monkeypatch):
