@@ -183,6 +183,15 @@ CALLBACK_CASES = {  # name -> (overrides, check of {"result", "run", "epochs_see
         ["train.max_seconds=1.0e-6"],
         lambda out: out["result"].stop_reason == "time_limit" and out["result"].epochs == 1,
     ),
+    # the logging callbacks (extras tensorboard and mlflow, in dev); tests/train/test_logging.py reads their logs back
+    "tensorboard": (
+        ["callbacks=[{type: tensorboard}]"],
+        lambda out: any((out["run"].path / "tensorboard").glob("events.out.tfevents.*")),
+    ),
+    "mlflow": (
+        ["callbacks=[{type: mlflow, artifacts: false}]"],
+        lambda out: any((out["run"].path.parent.parent / "mlruns").glob("*/*/metrics/train_loss")),
+    ),
     "stop_at": (  # tests/plugins/nnctl_test_callback.py, listed in the config's callbacks:
         ["callbacks=[{type: stop_at, column: train_loss, target: 100.0, patience: 2}]"],
         lambda out: out["result"].stop_reason == "target_reached" and out["result"].epochs == 2,

@@ -166,10 +166,13 @@ def _reshape(layer, g: Graph, x: str) -> str:
 
 @register_exporter("residual")
 def _residual(layer, g: Graph, x: str) -> str:
-    h = x
-    for i, inner in enumerate(layer.layers):
-        h = export_layer(inner, g, h, f"layers.{i}")
-    shortcut = export_layer(layer.projection, g, x, "projection") if layer.projection is not None else x
+    h, projection = x, None
+    for name, inner in layer.children():  # "layers.0", "layers.1", ..., then "projection" when there is one
+        if name == "projection":
+            projection = inner
+        else:
+            h = export_layer(inner, g, h, name)
+    shortcut = export_layer(projection, g, x, "projection") if projection is not None else x
     return g.op("Add", [h, shortcut], "residual")
 
 

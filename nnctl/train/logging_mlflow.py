@@ -120,11 +120,10 @@ class Mlflow(Callback):
         experiment: str | None = Field(None, description="MLflow experiment name; null = the config's name.")
         artifacts: bool = Field(True, description="Upload the run directory (checkpoints included) at the end.")
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, artifacts: bool = True):
-        require(
-            "mlflow", "the mlflow callback needs MLflow: pip install 'nnctl[mlflow]'."
-        )  # at training, not validation
-        self.writer = MlflowWriter(tracking_uri, experiment, artifacts)
+    def setup(self):
+        # Checked when training builds the callback, not when a config validates (reopening needs no MLflow).
+        require("mlflow", "the mlflow callback needs MLflow: pip install 'nnctl[mlflow]'.")
+        self.writer = MlflowWriter(self.tracking_uri, self.experiment, self.artifacts)
         self.run_id: str | None = None
 
     def on_train_start(self, loop) -> None:

@@ -133,11 +133,11 @@ class TensorBoard(Callback):
             "null = every scalar in the config.",
         )
 
-    def __init__(self, histograms: bool = False, hparams: list[str] | None = None):
+    def setup(self):
         # Checked when training builds the callback, not when a config validates: reopening a run that
         # logged to TensorBoard (eval, predict, export) must not need tensorboardX.
         require("tensorboardX", "the tensorboard callback needs tensorboardX: pip install 'nnctl[tensorboard]'.")
-        self.writer = TensorBoardWriter(histograms, hparams)
+        self.writer = TensorBoardWriter(self.histograms, self.hparams)
 
     def on_train_start(self, loop) -> None:
         if loop.run is not None:
