@@ -2,7 +2,8 @@
 
 The hooks follow Keras and Lightning: `on_train_start(loop)`, `on_epoch_end(loop, row) -> stop?`,
 `on_train_end(loop)`, and `state_dict()` / `load_state_dict()` for exact resume (the loop saves every
-callback's state in last.npz). They are called in list order (see `standard_callbacks`).
+callback's state in last.npz). They are called in list order (see `standard_callbacks`), except that
+at the end the loop's own callbacks finish before a config's, so those see a complete run directory.
 
 Built-in callbacks come from config sections (train.monitor, train.early_stopping, schedule,
 train.max_seconds, output); a config's `callbacks:` list adds registered ones, e.g. from a plugin.

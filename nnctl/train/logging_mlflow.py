@@ -93,11 +93,9 @@ class MlflowWriter:
         if self.client is None:
             return
         if self.artifacts and self.run_dir is not None:
-            # The run directory as it is now. Its summary.json is written after the config's callbacks end
-            # (it still says "running"), so the final one goes up as run/summary.json from `summary`.
+            # The finished run directory: the loop's own callbacks (final checkpoint, summary.json) end
+            # before a config's callbacks do.
             self.client.log_artifacts(self.run_id, str(self.run_dir), artifact_path="run")
-            if summary.get("final") is not None:
-                self.client.log_dict(self.run_id, summary, "run/summary.json")
         status = STATUS.get(str(summary.get("status")), "FAILED")
         self.client.set_terminated(self.run_id, status=status)
         self.client = None

@@ -154,6 +154,8 @@ def train(
         loop.status, run.path if run else None, loop.epoch, loop.step, loop.seconds, final,
         best.best, loop.history, stop.signum, loop.stop_reason,
     )  # fmt: skip
-    for cb in loop.callbacks:
+    # The loop's own callbacks finish first, so the run directory is complete (final checkpoint,
+    # summary.json) when a config's callbacks end (an MLflow upload sees the finished run).
+    for cb in sorted(loop.callbacks, key=lambda cb: cb.listable):
         cb.on_train_end(loop)
     return loop.result
