@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 from nnctl.data.csvfile import describe_path, load_csv
 from nnctl.data.dataset import Dataset
 from nnctl.data.npzfile import load_npz, read_npz
-from nnctl.data.sources import _TASK, Digits, Source
+from nnctl.data.sources import _TASK, BUILTIN, Source
 from nnctl.data.targets import TaskChoice
 from nnctl.errors import DataError
 from nnctl.registry import DATA_SOURCES
@@ -38,7 +38,7 @@ class DigitsImages(Source):
     """UCI handwritten digits as 1797 images of shape (1, 8, 8), pixels 0..16, 10 classes (for conv2d)."""
 
     def load(self, rng: np.random.Generator) -> Dataset:
-        return _with_shape(Digits().load(rng), (1, 8, 8))
+        return _with_shape(BUILTIN["digits"]().load(rng), (1, 8, 8))
 
 
 # --- .npz arrays that keep their shape -----------------------------------------------------------

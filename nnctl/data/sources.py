@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -18,6 +17,7 @@ from nnctl.data.targets import TaskChoice
 from nnctl.errors import DataError
 from nnctl.registry import DATA_SOURCES, Component
 from nnctl.registry import Params as BaseParams
+from nnctl.resources import dataset_catalog, datasets_dir
 
 
 class Source(Component):
@@ -158,13 +158,7 @@ class Npz(Source):
         return load_npz(self.settings.path, self.settings.task)
 
 
-# --- real data sets shipped in datasets/ -------------------------------------------------------
-
-
-def datasets_dir() -> Path:
-    """The folder of shipped data sets: $NNCTL_DATASETS, else <repository>/datasets."""
-    env = os.environ.get("NNCTL_DATASETS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
+# --- real data sets shipped with the package (datasets/datasets.yaml) ----------------------------
 
 
 class _Builtin(Source):
@@ -178,45 +172,34 @@ class _Builtin(Source):
     def load(self, rng: np.random.Generator) -> Dataset:
         path = datasets_dir() / self.file
         if not path.is_file():
+            where = (
+                "the folder NNCTL_DATASETS names"
+                if os.environ.get("NNCTL_DATASETS")
+                else "nnctl's package data (a broken installation: reinstall nnctl)"
+            )
             raise DataError(
-                f"the shipped data file {path} is missing. nnctl's real data sets live in the project's "
-                f"datasets/ folder; set the environment variable NNCTL_DATASETS to a folder holding {self.file}."
+                f"the shipped data file {path} is missing from {where}; set the environment variable "
+                f"NNCTL_DATASETS to a folder holding {self.file}."
             )
         return load_csv(path, self.target, self.task, class_names=self.class_names)
 
 
-@DATA_SOURCES.register("iris")
-class Iris(_Builtin):
-    """Fisher's iris: 150 flowers, 4 measurements (cm), 3 species."""
-
-    file, target = "iris.csv", "species"
-
-
-@DATA_SOURCES.register("wine")
-class Wine(_Builtin):
-    """UCI wine: 178 wines, 13 chemical measurements, 3 cultivars."""
-
-    file, target = "wine.csv", "class"
-
-
-@DATA_SOURCES.register("breast_cancer")
-class BreastCancer(_Builtin):
-    """UCI breast cancer Wisconsin (diagnostic): 569 tumours, 30 features, malignant or benign."""
-
-    file, target = "breast_cancer.csv", "diagnosis"
-    class_names = ["malignant", "benign"]  # 0 = malignant, 1 = benign, as in the source
+def _register_builtins() -> dict[str, type[_Builtin]]:
+    """One registered source per entry of datasets.yaml: adding a data set needs no code."""
+    out = {}
+    for name, entry in dataset_catalog().items():
+        doc = f"{entry['description']} Origin: {entry['origin']}. Licence: {entry['licence']}."
+        attrs = {
+            "__doc__": doc,
+            "__module__": __name__,
+            "file": entry["file"],
+            "target": entry["target"],
+            "task": entry.get("task", "classification"),
+            "class_names": entry.get("class_names"),
+        }
+        cls = type("".join(part.capitalize() for part in name.split("_")), (_Builtin,), attrs)
+        out[name] = DATA_SOURCES.register(name)(cls)
+    return out
 
 
-@DATA_SOURCES.register("digits")
-class Digits(_Builtin):
-    """UCI handwritten digits: 1797 images of 8x8 pixels (0..16), 10 classes."""
-
-    file, target = "digits.csv.gz", "digit"
-
-
-@DATA_SOURCES.register("diabetes")
-class Diabetes(_Builtin):
-    """Efron et al. diabetes: 442 patients, 10 baseline variables, disease progression after a year (regression)."""
-
-    file, target = "diabetes.csv", "progression"
-    task = "regression"  # the targets are whole numbers, which "auto" would take for classes
+BUILTIN: dict[str, type[_Builtin]] = _register_builtins()

@@ -7,15 +7,15 @@ from nnctl.errors import DataError
 RNG = np.random.default_rng(0)
 
 CASES = [
-    (sources.Iris, 150, 4, 3),
-    (sources.Wine, 178, 13, 3),
-    (sources.BreastCancer, 569, 30, 2),
-    (sources.Digits, 1797, 64, 10),
-    (sources.Diabetes, 442, 10, None),
+    (sources.BUILTIN["iris"], 150, 4, 3),
+    (sources.BUILTIN["wine"], 178, 13, 3),
+    (sources.BUILTIN["breast_cancer"], 569, 30, 2),
+    (sources.BUILTIN["digits"], 1797, 64, 10),
+    (sources.BUILTIN["diabetes"], 442, 10, None),
 ]
 
 
-@pytest.mark.parametrize(("cls", "rows", "features", "classes"), CASES, ids=[c[0].__name__ for c in CASES])
+@pytest.mark.parametrize(("cls", "rows", "features", "classes"), CASES, ids=[c[0].registered_name for c in CASES])
 def test_builtin_shapes(cls, rows, features, classes):
     data = cls().load(RNG)
     assert data.x.shape == (rows, features) and data.x.dtype == np.float64
@@ -29,27 +29,27 @@ def test_builtin_shapes(cls, rows, features, classes):
 
 
 def test_iris_names():
-    data = sources.Iris().load(RNG)
+    data = sources.BUILTIN["iris"]().load(RNG)
     assert data.feature_names == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert data.class_names == ["setosa", "versicolor", "virginica"] and data.target_names == ["species"]
     assert np.bincount(data.y).tolist() == [50, 50, 50]
 
 
 def test_breast_cancer_keeps_source_class_order():
-    data = sources.BreastCancer().load(RNG)
+    data = sources.BUILTIN["breast_cancer"]().load(RNG)
     assert data.class_names == ["malignant", "benign"]
     assert np.bincount(data.y).tolist() == [212, 357]
     assert data.feature_names[0] == "mean_radius" and data.feature_names[-1] == "worst_fractal_dimension"
 
 
 def test_wine_digits_diabetes_names():
-    wine = sources.Wine().load(RNG)
+    wine = sources.BUILTIN["wine"]().load(RNG)
     assert wine.feature_names[-2:] == ["od280_od315", "proline"]
     assert wine.class_names == ["class_0", "class_1", "class_2"]
-    digits = sources.Digits().load(RNG)
+    digits = sources.BUILTIN["digits"]().load(RNG)
     assert digits.feature_names[-1] == "pixel_63" and digits.class_names == [str(d) for d in range(10)]
     assert digits.x.min() == 0 and digits.x.max() == 16
-    diabetes = sources.Diabetes().load(RNG)
+    diabetes = sources.BUILTIN["diabetes"]().load(RNG)
     assert diabetes.feature_names == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert diabetes.target_names == ["progression"] and diabetes.y[0, 0] == 151.0
 
@@ -57,6 +57,6 @@ def test_wine_digits_diabetes_names():
 def test_datasets_folder_can_be_moved(tmp_path, monkeypatch):
     (tmp_path / "iris.csv").write_text("sepal_length,sepal_width,petal_length,petal_width,species\n1,2,3,4,setosa\n")
     monkeypatch.setenv("NNCTL_DATASETS", str(tmp_path))
-    assert sources.Iris().load(RNG).x.shape == (1, 4)
+    assert sources.BUILTIN["iris"]().load(RNG).x.shape == (1, 4)
     with pytest.raises(DataError, match=r"wine.csv is missing.*NNCTL_DATASETS"):
-        sources.Wine().load(RNG)
+        sources.BUILTIN["wine"]().load(RNG)
