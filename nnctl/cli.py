@@ -6,20 +6,56 @@ Heavy modules (numpy, pydantic, the registry) are imported inside commands so `n
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from nnctl.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from nnctl.version import __version__
 
-app = typer.Typer(
+
+def _tidy_metavars(params: list) -> list:
+    """Help without typer's type labels where they say nothing: no `<bool>` after a flag, and
+    arguments named in capitals (`CONFIG`, `RUN_DIR`), as the command descriptions spell them."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.metavar is None:
+            param.metavar = param.name.upper()
+        if param.nargs != 1 and "display_type_rich" not in vars(param):  # <list[Path]> -> <path>...
+            shown = param.display_type_rich
+            param.display_type_rich = lambda ctx, shown=shown: re.sub(
+                r"<list\[(\w+)\]>", lambda m: f"<{m.group(1).lower()}>...", shown(ctx) or ""
+            )
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx) -> list:
+        return _tidy_metavars(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx) -> list:
+        return _tidy_metavars(super().get_params(ctx))
+
+
+class _Typer(typer.Typer):
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
+    cls=_Group,
     help="Train neural networks from YAML experiment files with a small NumPy engine.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
@@ -27,7 +63,10 @@ ConfigPath = Annotated[Path, typer.Argument(help="Experiment YAML file.", show_d
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", help="Override a config value: --set optimizer.lr=0.01 (repeatable; model.layers[0].units=16)."
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config value: --set optimizer.lr=0.01 (repeatable; model.layers[0].units=16).",
     ),
 ]
 JsonOption = Annotated[
@@ -324,6 +363,7 @@ def plot(
         typer.Option(
             "--kind",
             "-k",
+            metavar="KIND",
             help="curves, playground, fit, confusion or misclassified (repeatable; default: every kind that fits the run).",
         ),
     ] = None,
