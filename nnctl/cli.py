@@ -229,6 +229,42 @@ def eval_(
 
 @app.command()
 @user_errors
+def init(
+    example: Annotated[
+        str | None, typer.Argument(help="Example to copy (run without it to list them).", show_default=False)
+    ] = None,
+    directory: Annotated[Path, typer.Argument(help="Folder to write into (created if missing).")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite files that already exist.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Copy a commented example config into DIRECTORY (with a small input file for `nnctl predict`), or list the examples."""
+    from rich.markup import escape
+
+    from nnctl.console import make_console
+    from nnctl.scaffold import example_table, init_example
+
+    console = make_console()
+    if example is None:
+        if not console.is_terminal:
+            console.width = max(console.width, 160)  # piped: one line per example rather than squeezed cells
+        console.print(example_table())
+        console.print("copy one with: nnctl init NAME [DIR]")
+        return
+    ex, written = init_example(example, directory, force)
+    for path in written:
+        console.print(f"wrote {escape(str(path))}")
+    config = escape(str(written[0]))
+    if ex.kind == "sweep":
+        console.print(f"run it with: nnctl sweep {config}")
+        return
+    console.print(f"train it with: nnctl train {config}")
+    inputs = [escape(str(p)) for p in written if p.suffix == ".csv"]
+    if inputs:
+        console.print(f"then predict: nnctl predict runs/{escape(ex.name)}/<stamp> {inputs[0]} --proba")
+
+
+@app.command()
+@user_errors
 def validate(
     config: ConfigPath,
     set_: SetOption = None,
