@@ -195,7 +195,7 @@ def eval_(
     debug: DebugOption = False,
 ) -> None:
     """Score a trained run on a split (test by default)."""
-    from nnctl.console import make_console, metrics_table, stdout_json
+    from nnctl.console import make_console, metrics_table, print_note, stdout_json
     from nnctl.errors import NnctlError
     from nnctl.train.evaluate import evaluate_run
 
@@ -210,7 +210,7 @@ def eval_(
         written = [str(p) for p in save_eval(run_dir, checkpoint, result)]
     except OSError as exc:
         written = []
-        make_console(stderr=True).print(f"[yellow]note:[/] could not save the evaluation in {run_dir}: {exc}")
+        print_note(f"could not save the evaluation in {run_dir}: {exc}")
     if json_:
         stdout_json({"run_dir": str(run_dir), "checkpoint": checkpoint, **result, "files": written})
     else:
@@ -238,8 +238,6 @@ def init(
     debug: DebugOption = False,
 ) -> None:
     """Copy a commented example config into DIRECTORY (with a small input file for `nnctl predict`), or list the examples."""
-    from rich.markup import escape
-
     from nnctl.console import make_console
     from nnctl.scaffold import example_table, init_example
 
@@ -252,15 +250,15 @@ def init(
         return
     ex, written = init_example(example, directory, force)
     for path in written:
-        console.print(f"wrote {escape(str(path))}")
-    config = escape(str(written[0]))
+        console.print(f"wrote {path}")
+    config = written[0]
     if ex.kind == "sweep":
         console.print(f"run it with: nnctl sweep {config}")
         return
     console.print(f"train it with: nnctl train {config}")
-    inputs = [escape(str(p)) for p in written if p.suffix == ".csv"]
+    inputs = [p for p in written if p.suffix == ".csv"]
     if inputs:
-        console.print(f"then predict: nnctl predict runs/{escape(ex.name)}/<stamp> {inputs[0]} --proba")
+        console.print(f"then predict: nnctl predict runs/{ex.name}/<stamp> {inputs[0]} --proba")
 
 
 @app.command()
@@ -447,7 +445,7 @@ def report(
     debug: DebugOption = False,
 ) -> None:
     """Write one self-contained HTML report (config, network, metrics, plots, status) of a run or a sweep."""
-    from nnctl.console import make_console
+    from nnctl.console import print_note
     from nnctl.errors import NnctlError
     from nnctl.viz.report import write_report
 
@@ -455,7 +453,7 @@ def report(
         raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
     path, notes = write_report(run_dir, output, checkpoint, allow_plugins)
     for note in notes:
-        make_console(stderr=True).print(f"[yellow]note:[/] {note}")
+        print_note(note)
     typer.echo(f"wrote {path}")
 
 

@@ -9,13 +9,25 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from nnctl.viz.sparkline import loss_sparkline
 
 
 def make_console(stderr: bool = False) -> Console:
-    # NO_COLOR and non-terminal output switch colour and live display off (rich honours both).
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True)
+    """A console that never reads printed text as rich markup.
+
+    Paths, run names, class labels, notes and messages are printed as they are, brackets included
+    (`out[bold]/`, `pip install 'nnctl[plot]'`); styles are given explicitly with `styled()` / `Text`.
+    NO_COLOR and non-terminal output switch colour and live display off (rich honours both)."""
+    return Console(
+        stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True, markup=False
+    )
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and (string, style) pairs, none of it read as markup."""
+    return Text.assemble(*parts)
 
 
 def format_row(row: dict[str, Any]) -> str:
@@ -40,7 +52,9 @@ class ConsoleReporter:
         self.epochs = cfg.train.epochs
         self.every = max(1, self.epochs // 20)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in experiment.splits.items())
-        self.console.print(f"[bold]{cfg.name}[/]: {experiment.network.param_count:,} parameters; samples: {sizes}")
+        self.console.print(
+            styled((cfg.name, "bold"), f": {experiment.network.param_count:,} parameters; samples: {sizes}")
+        )
         if run_dir is not None:
             self.console.print(f"run directory: {run_dir}")
         if self.live:
@@ -51,7 +65,7 @@ class ConsoleReporter:
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[status]}", markup=False),
                 console=self.console,
                 transient=True,
             )
@@ -69,7 +83,9 @@ class ConsoleReporter:
             self.progress.stop()
         style = {"completed": "green", "diverged": "red", "interrupted": "yellow"}.get(result.status, "")
         self.console.print(
-            f"[{style}]{result.status}[/] after {result.epochs} epochs, {result.steps} steps, {result.seconds:.1f} s"
+            styled(
+                (result.status, style), f" after {result.epochs} epochs, {result.steps} steps, {result.seconds:.1f} s"
+            )
         )
         curve = loss_sparkline(result.history, ascii_only=not self.console.encoding.lower().startswith("utf"))
         if curve:
@@ -91,10 +107,11 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
 
 
 def print_error(message: str) -> None:
-    console = make_console(stderr=True)
-    from rich.markup import escape
+    make_console(stderr=True).print(styled(("error:", "bold red"), " ", message))
 
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+def print_note(message: str) -> None:
+    make_console(stderr=True).print(styled(("note:", "yellow"), " ", message))
 
 
 def stdout_json(data: Any) -> None:

@@ -68,7 +68,6 @@ def _first_sentence(text: str, limit: int = 100) -> str:
 
 def example_table():
     """The examples as a rich table (`nnctl init` without a name)."""
-    from rich.markup import escape
     from rich.table import Table
 
     shipped = dataset_catalog()
@@ -80,7 +79,7 @@ def example_table():
             data = f"sweep over {ex.base}"
         else:
             data = f"{ex.source} (shipped)" if ex.source in shipped else str(ex.source)
-        table.add_row(escape(ex.name), escape(data), escape(ex.summary))
+        table.add_row(ex.name, data, ex.summary)
     return table
 
 

@@ -123,6 +123,7 @@ def component_table(kind: str):
 def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int = 4):
     """Check every layer of the configured network, its loss, and the whole network, in float64."""
     from rich.table import Table
+    from rich.text import Text
 
     from nnctl.nn.gradcheck import TOLERANCE, check_layer, check_loss, check_network
 
@@ -141,7 +142,7 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
         nonlocal ok
         passed = err < TOLERANCE
         ok &= passed
-        table.add_row(component, what, f"{err:.2e}", "[green]yes[/]" if passed else "[red]NO[/]")
+        table.add_row(component, what, f"{err:.2e}", Text("yes", "green") if passed else Text("NO", "red"))
 
     def inputs():  # Gaussian noise, or what the first layer accepts (an embedding: token ids)
         first = network.layers[0]

@@ -151,6 +151,7 @@ def _fmt(value: Any) -> str:
 
 def runs_table(records: list[dict], title: str):
     from rich.table import Table
+    from rich.text import Text
 
     finals: list[str] = []
     for r in records:
@@ -172,7 +173,7 @@ def runs_table(records: list[dict], title: str):
         table.add_row(
             str(r["name"]),
             r["stamp"],
-            f"[{style[status]}]{status}[/]" if status in style else status,
+            Text(status, style.get(status, "")),
             _fmt(r["epochs"]),
             best,
             *(_fmt(r["final"].get(k)) for k in finals),

@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 STYLES = {"completed": "green", "pruned": "yellow", "failed": "red", "diverged": "red", "interrupted": "yellow"}
 LIVE_ROWS = 20  # the live table shows the running trials and the latest finished ones
@@ -49,9 +49,12 @@ class SweepView(SilentView):
         self.keys = list(spec.space)
         objective = spec.objective
         self.console.print(
-            f"[bold]sweep {spec.name}[/]: {spec.strategy}, {total} trials"
-            + (f" ({done} already done)" if done else "")
-            + f"; objective {objective.metric} on {objective.split}"
+            Text.assemble(
+                (f"sweep {spec.name}", "bold"),
+                f": {spec.strategy}, {total} trials"
+                + (f" ({done} already done)" if done else "")
+                + f"; objective {objective.metric} on {objective.split}",
+            )
         )
         self.console.print(f"sweep folder: {path}")
         if self.live_mode:
@@ -78,15 +81,19 @@ class SweepView(SilentView):
             value = f"objective {objective:.4g}" if isinstance(objective, float) else ""
             error = f"  {record['error'].splitlines()[0]}" if record.get("error") else ""
             self.console.print(
-                f"trial {record['trial']} {_styled(record['status'])} "
-                f"({self.done}/{self.total})  {escape(_params(record.get('labels')))}  {value}  "
-                f"{record.get('seconds', 0) or 0:.1f} s{escape(error)}",
-                markup=True,
+                Text.assemble(
+                    f"trial {record['trial']} ",
+                    _styled(record["status"]),
+                    f" ({self.done}/{self.total})  {_params(record.get('labels'))}  {value}  "
+                    f"{record.get('seconds', 0) or 0:.1f} s{error}",
+                )
             )
         self._refresh()
 
     def on_interrupt(self) -> None:
-        self.console.print("[yellow]interrupted[/]: stopping the running trials; finished trials are kept.")
+        self.console.print(
+            Text.assemble(("interrupted", "yellow"), ": stopping the running trials; finished trials are kept.")
+        )
 
     def on_end(self, outcome, board: list[dict]) -> None:
         if self.live is not None:
@@ -132,7 +139,7 @@ class SweepView(SilentView):
             seconds = time.monotonic() - row.get("since", time.monotonic())
         table.add_row(
             str(row["trial"]),
-            *(escape(_fmt(labels.get(k))) for k in self.keys),
+            *(_fmt(labels.get(k)) for k in self.keys),
             _styled(status),
             f"{objective:.4g}" if isinstance(objective, float) else "",
             str(row.get("epochs") or ""),
@@ -152,9 +159,8 @@ def short_names(keys: list[str]) -> list[str]:
     return out
 
 
-def _styled(status: str) -> str:
-    style = STYLES.get(status)
-    return f"[{style}]{status}[/]" if style else status
+def _styled(status: str) -> Text:
+    return Text(status, STYLES.get(status, ""))
 
 
 def _fmt(value: Any) -> str:
