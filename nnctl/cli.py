@@ -359,12 +359,13 @@ def sweep(
     """Run a hyperparameter sweep (grid, random or tpe); exit 4 when some trials failed."""
     from nnctl.console import make_console, stdout_json
     from nnctl.errors import NnctlError
-    from nnctl.sweep.executors import make_executor
+    from nnctl.sweep.executors import check_executor, make_executor
     from nnctl.sweep.live import SilentView, SweepView
     from nnctl.sweep.runner import Runner, open_sweep, prepare_sweep
 
     if (sweep_file is None) == (resume is None):
         raise NnctlError("give a sweep file, or --resume SWEEP_DIR (not both).")
+    check_executor(executor, address)  # before the sweep folder is written
     plan = open_sweep(resume) if resume else prepare_sweep(sweep_file, runs_dir)
     view = SilentView() if quiet else SweepView(make_console(stderr=json_))
     outcome = Runner(plan, make_executor(executor, parallel, address), view).run()

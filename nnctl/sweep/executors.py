@@ -12,6 +12,7 @@ Both add `stop_running()`: ask the running tasks to stop (Ctrl-C on the sweep).
 from __future__ import annotations
 
 import collections
+import importlib.util
 import itertools
 import multiprocessing
 import multiprocessing.connection
@@ -24,6 +25,7 @@ from typing import Any
 
 from nnctl.errors import NnctlError
 
+DASK_MISSING = "--executor dask needs Dask distributed: pip install 'nnctl[distributed]'."
 SHUTDOWN_GRACE_S = 30.0  # how long stopped tasks get to write their checkpoint before being killed
 
 
@@ -208,7 +210,7 @@ class DaskExecutor(Executor):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise NnctlError("--executor dask needs Dask distributed: pip install 'nnctl[distributed]'.") from None
+            raise NnctlError(DASK_MISSING) from None
         self._own_client, self._closed = client is None, False
         if client is None:
             if address:
@@ -239,11 +241,18 @@ class DaskExecutor(Executor):
         self._executor.shutdown(wait=False)
 
 
+def check_executor(kind: str, address: str | None = None) -> None:
+    """Refuse an executor that cannot start, before anything is written (the sweep folder included)."""
+    if kind not in ("local", "dask"):
+        raise NnctlError(f"--executor must be local or dask, got '{kind}'.")
+    if kind == "local" and address:
+        raise NnctlError("--address goes with --executor dask.")
+    if kind == "dask" and importlib.util.find_spec("distributed") is None:
+        raise NnctlError(DASK_MISSING)
+
+
 def make_executor(kind: str, parallel: int, address: str | None = None) -> Executor:
+    check_executor(kind, address)
     if kind == "local":
-        if address:
-            raise NnctlError("--address goes with --executor dask.")
         return ProcessExecutor(parallel)
-    if kind == "dask":
-        return DaskExecutor(address, workers=parallel)
-    raise NnctlError(f"--executor must be local or dask, got '{kind}'.")
+    return DaskExecutor(address, workers=parallel)

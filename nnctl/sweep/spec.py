@@ -88,6 +88,11 @@ class Dimension(_Strict):
     def finite(self) -> bool:
         return self.kind in ("values", "choice", "int_uniform", "quniform")
 
+    @property
+    def integral(self) -> bool:
+        """A quniform range whose low, high and step are whole numbers: its values are integers."""
+        return self.kind == "quniform" and all(float(v).is_integer() for v in self.quniform)
+
     def grid(self) -> list[Any]:
         """Every point, in order (values/choice items by index; ranges by value)."""
         kind = self.kind
@@ -99,6 +104,8 @@ class Dimension(_Strict):
         elif kind == "quniform":
             low, high, q = self.quniform
             points = [_qround(low + i * q) for i in range(int(math.floor((high - low) / q + 1e-9)) + 1)]
+            if self.integral:  # [16, 128, 16] samples batch sizes: 48, not 48.0
+                points = [int(p) for p in points]
         else:
             raise ValueError(f"a grid needs finite axes; {kind} is continuous: list the points with values: [...]")
         if len(points) > GRID_LIMIT:

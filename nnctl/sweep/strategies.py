@@ -122,6 +122,8 @@ def distributions(spec: SweepSpec) -> dict:
             out[key] = d.FloatDistribution(*dim.loguniform, log=True)
         elif kind == "int_uniform":
             out[key] = d.IntDistribution(*dim.int_uniform)
+        elif dim.integral:
+            out[key] = d.IntDistribution(dim.grid()[0], dim.grid()[-1], step=int(dim.quniform[2]))
         else:
             low, high, q = dim.quniform
             out[key] = d.FloatDistribution(low, dim.grid()[-1], step=q)

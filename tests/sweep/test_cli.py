@@ -1,8 +1,10 @@
 """`nnctl sweep` from the command line: exit codes, --json, --resume, and a fast --help."""
 
+import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -81,3 +83,24 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(sweep_file, tmp_p
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"] == {"completed": 3}
     assert f"({len(done)} already done)" in result.stderr
+
+
+def test_dask_missing_is_refused_before_the_sweep_folder_exists(sweep_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
+    path = sweep_file("space:\n  optimizer.lr: [0.01, 0.02]\n")
+    result = CliRunner().invoke(app, ["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--executor", "dask"])
+    assert result.exit_code == 2 and "pip install 'nnctl[distributed]'" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_whole_number_quniform_values_are_reported_as_integers(sweep_file, tmp_path):
+    path = sweep_file("space:\n  train.batch_size: {quniform: [16, 32, 16]}\n")
+    result = CliRunner().invoke(app, ["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert type(doc["best"]["params"]["train.batch_size"]) is int
+    sweep_dir = Path(doc["sweep_dir"])
+    for name in ("trials.csv", "leaderboard.csv"):
+        with open(sweep_dir / name, newline="") as fh:
+            values = sorted(row["train.batch_size"] for row in csv.DictReader(fh))
+        assert values == ["16", "32"], name

@@ -41,7 +41,8 @@ def test_random_is_reproducible_from_the_seed_and_stays_in_the_space():
     for t in a:
         assert 1e-4 <= t.params["optimizer.lr"] <= 0.1
         assert 2 <= t.params["model.layers[0].units"] <= 16
-        assert t.params["train.batch_size"] in {8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.0, 64.0}
+        assert t.params["train.batch_size"] in {8, 16, 24, 32, 40, 48, 56, 64}
+        assert type(t.params["train.batch_size"]) is int  # whole-number quniform: integers, not 48.0
         assert t.params["optimizer.type"] in ("sgd", "adam")
     # more trials extend the list: trial i depends only on (seed, i)
     longer = random_trials(spec(strategy="random", trials=25, seed=3, space=SPACE))
@@ -135,3 +136,19 @@ def test_tpe_proposals_are_reproducible_from_the_seed():
     assert first == again
     assert run(6) != first
     assert len({p["x"] for p in first}) == 12
+
+
+def test_quniform_is_integer_only_when_low_high_and_step_are_whole():
+    assert spec(space={"a": {"quniform": [8, 32, 8]}}).space["a"].grid() == [8, 16, 24, 32]
+    assert all(type(v) is int for v in spec(space={"a": {"quniform": [8, 32, 8]}}).space["a"].grid())
+    assert spec(space={"a": {"quniform": [0, 1, 0.25]}}).space["a"].grid() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert type(spec(space={"a": {"quniform": [0.5, 2.5, 1]}}).space["a"].grid()[0]) is float
+
+
+def test_tpe_proposes_integers_for_a_whole_number_quniform():
+    pytest.importorskip("optuna")
+    from nnctl.sweep.strategies import distributions
+
+    dist = distributions(spec(strategy="tpe", trials=4, space={"train.batch_size": {"quniform": [8, 64, 8]}}))
+    assert dist["train.batch_size"].__class__.__name__ == "IntDistribution"
+    assert (dist["train.batch_size"].low, dist["train.batch_size"].high, dist["train.batch_size"].step) == (8, 64, 8)
