@@ -184,6 +184,12 @@ class RunDir:
         except FileNotFoundError:
             return []
 
+    def start_metrics(self) -> None:
+        """Write metrics.csv with the columns every run has, when it does not exist yet; the first
+        row rewrites it with its full header (val_<metric> ... included)."""
+        if not (self.path / self.METRICS).exists():
+            self.write_text(self.METRICS, "epoch,step,lr,train_loss,seconds\n")
+
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Add an epoch row: appended as one line (cheap for long runs); the file is rewritten
         atomically only when the set of columns changes, i.e. for the first row."""

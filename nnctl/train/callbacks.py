@@ -246,6 +246,9 @@ class MetricsLog(Callback):
     listable = False
     configured_by = "(always, with a run directory)"
 
+    def on_train_start(self, loop):
+        loop.run.start_metrics()  # every run has metrics.csv, one that diverges in its first epoch too
+
     def on_epoch_end(self, loop, row):
         loop.run.append_metrics(row)
 

@@ -161,3 +161,5 @@ def test_diverging_training_exits_3_and_keeps_last_good_checkpoint(tmp_path):
     assert summary["status"] == "diverged"
     with np.load(run / "checkpoints/last.npz", allow_pickle=False) as npz:
         assert all(np.all(np.isfinite(npz[k])) for k in npz.files if k.startswith("param/"))
+    assert summary["epochs"] == 0  # diverged in its first epoch
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,step,lr,train_loss")
