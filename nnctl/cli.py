@@ -187,7 +187,14 @@ def train(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `nnctl train`.", show_default=False)],
     split: Annotated[str, typer.Option(help="Which split to score: test, val or train.")] = "test",
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="best or last. Default: best when the run monitors a validation value; else last, since "
+            "without a validation split 'best' would only mean the lowest training loss.",
+            show_default=False,
+        ),
+    ] = None,
     allow_plugins: Annotated[
         bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")
     ] = False,
@@ -201,8 +208,7 @@ def eval_(
 
     if split not in ("train", "val", "test"):
         raise NnctlError(f"--split must be train, val or test, got '{split}'.")
-    if checkpoint not in ("best", "last"):
-        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+    checkpoint = _checkpoint_or_default(run_dir, checkpoint)
     result = evaluate_run(run_dir, split, checkpoint, allow_plugins)
     from nnctl.train.report import confusion_table, per_class_table, save_eval
 
@@ -384,6 +390,32 @@ def sweep(
         raise typer.Exit(code=outcome.exit_code)
 
 
+def _checkpoint_or_default(run_dir: Path, checkpoint: str | None) -> str:
+    """--checkpoint as given, else best when the run's monitored value is a validation one, else last
+    (saying so: with no validation split, best means the lowest training loss)."""
+    from nnctl.errors import NnctlError
+
+    if checkpoint is not None:
+        if checkpoint not in ("best", "last"):
+            raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+        return checkpoint
+    import json
+
+    try:
+        monitor = json.loads((Path(run_dir) / "summary.json").read_text())["best"]["monitor"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "best"  # not a readable run: loading it reports what is wrong
+    if str(monitor).startswith("val_"):
+        return "best"
+    from nnctl.console import print_note
+
+    print_note(
+        f"using the last checkpoint: the run monitors {monitor}, not a validation value (no validation split), "
+        "so 'best' would mean the lowest training loss; pass --checkpoint best for that."
+    )
+    return "last"
+
+
 RunDirArgument = Annotated[Path, typer.Argument(help="A run directory written by `nnctl train`.", show_default=False)]
 CheckpointOption = Annotated[str, typer.Option(help="Weights to draw with: best or last.")]
 AllowPluginsOption = Annotated[bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")]
@@ -507,7 +539,10 @@ def predict(
     proba: Annotated[
         bool, typer.Option("--proba", help="Add one probability column per class (proba_<class>).")
     ] = False,
-    checkpoint: CheckpointOption = "best",
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="best or last (default: as for nnctl eval).", show_default=False),
+    ] = None,
     allow_plugins: AllowPluginsOption = False,
     json_: JsonOption = False,
     debug: DebugOption = False,
@@ -515,6 +550,7 @@ def predict(
     """Predict INPUT with a trained run: stored normalization (and Playground features) applied; CSV out."""
     from nnctl.predict import predict_file, predictions_csv
 
+    checkpoint = _checkpoint_or_default(run_dir, checkpoint)
     result = predict_file(run_dir, input_file, output, proba, checkpoint, allow_plugins)
     if json_:
         from nnctl.console import stdout_json
