@@ -186,7 +186,14 @@ def train(
 @user_errors
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `nnctl train`.", show_default=False)],
-    split: Annotated[str, typer.Option(help="Which split to score: test, val or train.")] = "test",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Which split to score: test, val or train. Default: test; val when the run has no test split "
+            "(a converted Playground link: its test data is the validation split).",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: Annotated[
         str | None,
         typer.Option(
@@ -206,6 +213,8 @@ def eval_(
     from nnctl.errors import NnctlError
     from nnctl.train.evaluate import evaluate_run
 
+    if split is None:
+        split = _default_split(run_dir)
     if split not in ("train", "val", "test"):
         raise NnctlError(f"--split must be train, val or test, got '{split}'.")
     checkpoint = _checkpoint_or_default(run_dir, checkpoint)
@@ -390,6 +399,23 @@ def sweep(
         raise typer.Exit(code=outcome.exit_code)
 
 
+def _default_split(run_dir: Path) -> str:
+    """test, or val when the run's config gives the test split nothing (and a validation split something)."""
+    import yaml
+
+    try:
+        split = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["data"]["split"]
+        empty_test, has_val = float(split["test"]) == 0, float(split["val"]) > 0
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return "test"  # not a readable run: loading it reports what is wrong
+    if empty_test and has_val:
+        from nnctl.console import print_note
+
+        print_note("the run has no test split (data.split.test is 0): scoring its validation split.")
+        return "val"
+    return "test"
+
+
 def _checkpoint_or_default(run_dir: Path, checkpoint: str | None) -> str:
     """--checkpoint as given, else best when the run's monitored value is a validation one, else last
     (saying so: with no validation split, best means the lowest training loss)."""
@@ -410,8 +436,8 @@ def _checkpoint_or_default(run_dir: Path, checkpoint: str | None) -> str:
     from nnctl.console import print_note
 
     print_note(
-        f"using the last checkpoint: the run monitors {monitor}, not a validation value (no validation split), "
-        "so 'best' would mean the lowest training loss; pass --checkpoint best for that."
+        f"using the last checkpoint: the run monitors {monitor}, not a validation value, so 'best' would "
+        "mean the lowest training loss; pass --checkpoint best for that."
     )
     return "last"
 

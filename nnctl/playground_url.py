@@ -14,7 +14,8 @@ nnctl's defaults (see README, "TensorFlow Playground links"):
   with initZero, weights 0;
 - update: plain SGD, then the regularization step on the weights (optimizer `playground_sgd`);
 - data: the same generator, 500 points (1200 for regression), raw inputs (no normalization),
-  percTrainData % for training and the rest as the test split (no validation split), the training
+  percTrainData % for training and the rest as the validation split, scored after every epoch so
+  its loss shows live as the Playground's test loss does (no separate test split); the training
   order fixed (the Playground shuffles its data once).
 
 With `compat=False` the same experiment uses nnctl's idiomatic pieces: binary_cross_entropy on one
@@ -241,8 +242,9 @@ def to_config(state: PlaygroundState, compat: bool = True, epochs: int = 500) ->
                 "noise": _plain(state.noise),
                 "features": list(state.features),
             },
-            # The Playground has train and test data only; its test loss is nnctl's test split.
-            "split": {"train": train, "val": 0.0, "test": round(1 - train, 6)},
+            # The Playground has train and test data only, and shows the test loss live: its test data is
+            # nnctl's validation split, the one scored after every epoch.
+            "split": {"train": train, "val": round(1 - train, 6), "test": 0.0},
             "normalize": "none",
         },
         "model": {"layers": layers},
@@ -267,7 +269,7 @@ def to_config(state: PlaygroundState, compat: bool = True, epochs: int = 500) ->
         "epochs": epochs,
         "batch_size": state.batch_size,
         "shuffle": not compat,  # the Playground visits its (once shuffled) training points in one fixed order
-        "monitor": "train_loss",  # no validation split
+        "monitor": "train_loss",  # as the Playground: nothing is chosen on its test data
     }
     config["metrics"] = ["accuracy"] if classify else ["mse", "r2"]
     return config

@@ -31,7 +31,7 @@ def test_default_link_converts_to_a_valid_config():
     assert config.name == "playground_circle"
     source = config.data.source
     assert (source.type, source.samples, source.noise, list(source.features)) == ("circle", 500, 0, ["x1", "x2"])
-    assert (config.data.split.train, config.data.split.val, config.data.split.test) == (0.5, 0.0, 0.5)
+    assert (config.data.split.train, config.data.split.val, config.data.split.test) == (0.5, 0.5, 0.0)
     assert config.data.normalize.method == "none"
     assert [(layer.units, layer.activation) for layer in config.model.layers] == [(4, "tanh"), (2, "tanh"), (1, None)]
     assert all(layer.init == "playground" and layer.bias_init == 0.1 for layer in config.model.layers)
@@ -48,7 +48,7 @@ FIELDS = [
     ("dataset", "spiral", "data.source.type", "spiral"),
     ("noise", "35", "data.source.noise", 35),
     ("percTrainData", "70", "data.split.train", 0.7),
-    ("percTrainData", "70", "data.split.test", 0.3),
+    ("percTrainData", "70", "data.split.val", 0.3),
     ("batchSize", "25", "train.batch_size", 25),
     ("learningRate", "0.3", "optimizer.lr", 0.3),
     ("regularization", "L1", "optimizer.regularization", "l1"),
@@ -161,7 +161,8 @@ def _test_accuracy(url, epochs, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config_from_url(url, epochs=epochs)))
     result = run_training(path, runs_dir=tmp_path / "runs")
-    return evaluate_run(result.run_dir, "test", "last")["metrics"]
+    assert "val_loss" in result.history[-1]  # the Playground's test loss, shown live
+    return evaluate_run(result.run_dir, "val", "last")["metrics"]
 
 
 def test_default_link_trains_to_the_playgrounds_accuracy(tmp_path):

@@ -20,12 +20,17 @@ def train(config, tmp_path, epochs):
     return json.loads(result.stdout)["run_dir"]
 
 
-def test_without_a_validation_split_eval_uses_last_and_says_why(tmp_path):
-    run = train(CONFIGS / "playground_circle.yaml", tmp_path, 3)  # the Playground has no validation split
+def test_a_playground_run_is_scored_on_its_test_data_with_the_last_weights(tmp_path):
+    run = train(CONFIGS / "playground_circle.yaml", tmp_path, 3)  # monitors train_loss, as the Playground
     result = invoke("eval", run, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["checkpoint"] == "last"
-    assert "using the last checkpoint" in result.stderr and "train_loss" in result.stderr
+    doc = json.loads(result.stdout)
+    assert (
+        doc["checkpoint"] == "last" and "using the last checkpoint" in result.stderr and "train_loss" in result.stderr
+    )
+    # the Playground's test data is the validation split (scored live); there is no test split
+    assert doc["split"] == "val" and doc["samples"] == 250 and "no test split" in result.stderr
+    assert invoke("eval", run, "--split", "test").exit_code == 2
     explicit = invoke("eval", run, "--checkpoint", "best", "--json")
     assert json.loads(explicit.stdout)["checkpoint"] == "best" and "using the last" not in explicit.stderr
     table = invoke("eval", run)
