@@ -164,17 +164,32 @@ def build_regularization(config: BaseModel, network: Network) -> tuple[list, lis
     return penalties, constraints
 
 
-def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None) -> Experiment:
-    """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...})
-    to use instead of fitting them again."""
-    dtype = np.dtype(config.dtype)
-    dataset = load_dataset(config)
-    ratios = {"train": config.data.split.train, "val": config.data.split.val, "test": config.data.split.test}
+def split_rows(config: BaseModel, dataset: Dataset) -> dict[str, np.ndarray]:
+    """Row indices per split: the data file's predefined splits, else data.split's fractions
+    (stratified by class); data.train_fraction then thins the training split."""
+    split = config.data.split
+    if dataset.splits is not None and "split" in config.data.model_fields_set and split != type(split)():
+        # The defaults are let through: a run's resolved config.yaml lists them, and must rerun.
+        sizes = ", ".join(f"{name} {len(dataset.splits.get(name, ()))}" for name in SPLITS)
+        raise ConfigError(
+            f"data.split: the data file holds predefined splits ({sizes}), so split fractions cannot apply. "
+            "Remove data.split to use the file's splits, or store x and y without them to split by fractions."
+        )
+    ratios = {"train": split.train, "val": split.val, "test": split.test}
     indices = split_indices(dataset, ratios, rng_for(config.seed, STREAM_SPLIT))
     if config.data.train_fraction < 1:
         indices["train"] = _subsample(dataset, indices["train"], config.data.train_fraction, config.seed)
     if len(indices["train"]) == 0:
         raise DataError(f"the training split is empty ({len(dataset)} samples, train ratio {ratios['train']}).")
+    return indices
+
+
+def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None) -> Experiment:
+    """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...})
+    to use instead of fitting them again."""
+    dtype = np.dtype(config.dtype)
+    dataset = load_dataset(config)
+    indices = split_rows(config, dataset)
 
     if dataset.task != "regression" and config.data.target_normalize != "none":
         raise ConfigError("data.target_normalize applies to regression targets, but the data are class labels.")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl import registry
-from nnctl.build import build_experiment, build_network, load_dataset
+from nnctl.build import build_experiment, build_network, load_dataset, split_rows
 from nnctl.config import dump_config, load_config, load_config_detailed, value_sources
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.runs.checkpoint import Checkpoint
@@ -81,7 +81,11 @@ def describe_config(config_path: str | Path, overrides: list[str], explain: bool
     task = f"{dataset.task}, {len(dataset)} samples of shape {dataset.sample_shape}"
     if dataset.num_classes:
         task += f", {dataset.num_classes} classes"
-    return f"{body}\n\ndata: {task}\n\n{network.summary()}\nconfig OK: {config_path}"
+    sizes = ", ".join(f"{name} {len(rows)}" for name, rows in split_rows(config, dataset).items())
+    how = "predefined in the data file" if dataset.splits is not None else "data.split"
+    if config.data.train_fraction < 1:
+        how += f", train thinned by data.train_fraction {config.data.train_fraction:g}"
+    return f"{body}\n\ndata: {task}\nsplit: {sizes} ({how})\n\n{network.summary()}\nconfig OK: {config_path}"
 
 
 def _flatten(node: Any, path: str = "") -> dict[str, Any]:
