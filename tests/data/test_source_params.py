@@ -22,11 +22,7 @@ ALL = {
     **PLAYGROUND,
     "csv": sources.Csv,
     "npz": sources.Npz,
-    "iris": sources.Iris,
-    "wine": sources.Wine,
-    "breast_cancer": sources.BreastCancer,
-    "digits": sources.Digits,
-    "diabetes": sources.Diabetes,
+    **sources.BUILTIN,  # one per entry of datasets/datasets.yaml
 }
 
 
