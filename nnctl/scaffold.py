@@ -85,7 +85,7 @@ def example_table():
 
 def init_example(name: str, folder: str | Path = ".", force: bool = False) -> tuple[Example, list[Path]]:
     """Write example NAME (and what it needs) into FOLDER; return it and the files written (config first)."""
-    from nnctl.runs.rundir import atomic_write
+    from nnctl.runs.files import atomic_write
 
     known = examples()
     if name.endswith(".yaml"):

@@ -1,5 +1,6 @@
 """Conventions users of click/typer and git-style CLIs expect: -h, python -m, --version, completion, help text."""
 
+import json
 import os
 import re
 import subprocess
@@ -63,3 +64,37 @@ def test_completion_answers_the_shell():
     env = {**os.environ, "_NNCTL_COMPLETE": "complete_bash", "COMP_WORDS": "nnctl tr", "COMP_CWORD": "1"}
     proc = subprocess.run([str(nnctl)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.split() == ["train"], proc.stdout + proc.stderr
+
+
+HEAVY = ("matplotlib", "optuna", "dask", "distributed", "PIL", "torch", "scipy", "pandas")
+
+
+def imported_by(args: list[str], cwd: Path) -> set[str]:
+    """Top-level modules a real process imports to run `nnctl ARGS`."""
+    code = (
+        "import sys\nfrom nnctl.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('MODULES', ' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+def test_plain_commands_import_nothing_heavy(tmp_path):
+    from tests.conftest import CONFIGS
+
+    args = ["train", str(CONFIGS / "iris.yaml"), "--runs-dir", str(tmp_path / "runs"), "--set", "train.epochs=1"]
+    trained = runner.invoke(app, [*args, "--quiet", "--json"])
+    run = json.loads(trained.stdout)["run_dir"]
+    (tmp_path / "x.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")
+    commands = [
+        ["validate", str(CONFIGS / "iris.yaml")],
+        ["list", "layers"],
+        ["eval", run],
+        ["predict", run, "x.csv"],
+        ["runs", "runs"],
+    ]
+    for args in commands:
+        heavy = imported_by(args, tmp_path) & set(HEAVY)
+        assert not heavy, f"nnctl {' '.join(args)} imported {heavy}"
+    assert "numpy" not in imported_by(["init"], tmp_path)  # a listing of files needs no engine
