@@ -208,7 +208,7 @@ def eval_(
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Score a trained run on a split (test by default)."""
+    """Score a trained run on a split (test by default; val when the run has no test split)."""
     from nnctl.console import make_console, metrics_table, print_note, stdout_json
     from nnctl.errors import NnctlError
     from nnctl.train.evaluate import evaluate_run
