@@ -33,8 +33,10 @@ def test_signal_saves_and_exits(tmp_path, signum, code):
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not list(tmp_path.rglob("metrics.csv")) and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until training is under way (at least one epoch written)
+    while not any(len(p.read_text().splitlines()) > 1 for p in tmp_path.rglob("metrics.csv")):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # wait until training is under way (a first epoch row below metrics.csv's header)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err

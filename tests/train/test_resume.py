@@ -98,8 +98,10 @@ def test_sigint_mid_epoch_then_cli_resume(tmp_path, write_yaml):
     whole = run_training(config, runs_dir=tmp_path / "whole")
     proc = _train_process(config, tmp_path / "part")
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "part").rglob("metrics.csv")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while not any(len(p.read_text().splitlines()) > 1 for p in (tmp_path / "part").rglob("metrics.csv")):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)  # a first epoch row below metrics.csv's header
     time.sleep(0.05)  # somewhere inside a later epoch
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
