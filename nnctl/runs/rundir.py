@@ -16,12 +16,14 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnctl.errors import NnctlError
-from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.files import atomic_write
 from nnctl.yamlio import dump_yaml
+
+if TYPE_CHECKING:  # numpy loads with it: `nnctl runs` reads JSON and needs none
+    from nnctl.runs.checkpoint import Checkpoint
 
 CHECKPOINT_NAMES = ("best", "last")
 
@@ -238,6 +240,8 @@ class RunDir:
         return self.checkpoint_path(name).exists()
 
     def load_checkpoint(self, which: str) -> Checkpoint:
+        from nnctl.runs.checkpoint import Checkpoint
+
         return Checkpoint.load(self.find_checkpoint(which))
 
     def save_checkpoint(self, name: str | int, checkpoint: Checkpoint) -> None:
