@@ -648,7 +648,10 @@ def export_(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version of the model.")] = 17,
     check: Annotated[
         bool,
-        typer.Option("--check", help="Compare onnxruntime with nnctl on the run's test split (needs onnxruntime)."),
+        typer.Option(
+            "--check",
+            help="Compare onnxruntime with nnctl on the run's test split, or val when it has none (needs onnxruntime).",
+        ),
     ] = False,
     allow_plugins: AllowPluginsOption = False,
     json_: JsonOption = False,
@@ -662,7 +665,7 @@ def export_(
     if check:
         from nnctl.export.verify import compare_run
 
-        comparison = compare_run(run_dir, result.path, "test", checkpoint, allow_plugins)
+        comparison = compare_run(run_dir, result.path, _default_split(run_dir), checkpoint, allow_plugins)
     if json_:
         from nnctl.console import stdout_json
 
@@ -683,7 +686,7 @@ def export_(
     shapes = "; ".join(f"{v['name']} {v['dtype']} {v['shape']}" for v in result.inputs + result.outputs)
     typer.echo(f"wrote {result.path} ({result.size_bytes:,} bytes, opset {result.opset}): {shapes}")
     if comparison is not None:
-        typer.echo("check on the test split: " + ", ".join(f"{k} {v}" for k, v in comparison.items()))
+        typer.echo(f"check on the {comparison['split']} split: " + ", ".join(f"{k} {v}" for k, v in comparison.items()))
 
 
 @app.command()
