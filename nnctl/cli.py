@@ -400,50 +400,42 @@ def sweep(
 
 
 def _default_split(run_dir: Path) -> str:
-    """test, or val when the run's config gives the test split nothing (and a validation split something)."""
-    import yaml
+    """test, or val when the run's config gives the test split nothing (saying so)."""
+    from nnctl.runs.rundir import RunDir
 
-    try:
-        split = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["data"]["split"]
-        empty_test, has_val = float(split["test"]) == 0, float(split["val"]) > 0
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
-        return "test"  # not a readable run: loading it reports what is wrong
-    if empty_test and has_val:
+    split, note = RunDir(run_dir).default_eval_split()
+    if note:
         from nnctl.console import print_note
 
-        print_note("the run has no test split (data.split.test is 0): scoring its validation split.")
-        return "val"
-    return "test"
+        print_note(note)
+    return split
 
 
 def _checkpoint_or_default(run_dir: Path, checkpoint: str | None) -> str:
-    """--checkpoint as given, else best when the run's monitored value is a validation one, else last
-    (saying so: with no validation split, best means the lowest training loss)."""
+    """--checkpoint as given, else the run's default (best, or last when it monitors no validation value)."""
     from nnctl.errors import NnctlError
+    from nnctl.runs.rundir import CHECKPOINT_NAMES, RunDir
 
     if checkpoint is not None:
-        if checkpoint not in ("best", "last"):
+        if checkpoint not in CHECKPOINT_NAMES:
             raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
         return checkpoint
-    import json
+    checkpoint, note = RunDir(run_dir).default_checkpoint()
+    if note:
+        from nnctl.console import print_note
 
-    try:
-        monitor = json.loads((Path(run_dir) / "summary.json").read_text())["best"]["monitor"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "best"  # not a readable run: loading it reports what is wrong
-    if str(monitor).startswith("val_"):
-        return "best"
-    from nnctl.console import print_note
-
-    print_note(
-        f"using the last checkpoint: the run monitors {monitor}, not a validation value, so 'best' would "
-        "mean the lowest training loss; pass --checkpoint best for that."
-    )
-    return "last"
+        print_note(note)
+    return checkpoint
 
 
 RunDirArgument = Annotated[Path, typer.Argument(help="A run directory written by `nnctl train`.", show_default=False)]
-CheckpointOption = Annotated[str, typer.Option(help="Weights to draw with: best or last.")]
+CheckpointOption = Annotated[
+    str | None,
+    typer.Option(
+        help="best or last. Default: best when the run monitors a validation value; else last (saying so).",
+        show_default=False,
+    ),
+]
 AllowPluginsOption = Annotated[bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")]
 
 
@@ -463,16 +455,14 @@ def plot(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder for the PNGs (default: RUN_DIR/plots).")
     ] = None,
-    checkpoint: CheckpointOption = "best",
+    checkpoint: CheckpointOption = None,
     allow_plugins: AllowPluginsOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Draw a run as PNGs: learning curves, the Playground picture or the fitted curve, confusion matrix, misclassified images; needs matplotlib."""
-    from nnctl.errors import NnctlError
     from nnctl.viz.plots import write_plots
 
-    if checkpoint not in ("best", "last"):
-        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+    checkpoint = _checkpoint_or_default(run_dir, checkpoint)
     for path in write_plots(run_dir, kind or None, output, checkpoint, allow_plugins):
         typer.echo(f"wrote {path}")
 
@@ -499,17 +489,15 @@ def report(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="HTML file to write (default: RUN_DIR/report.html).")
     ] = None,
-    checkpoint: CheckpointOption = "best",
+    checkpoint: CheckpointOption = None,
     allow_plugins: AllowPluginsOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Write one self-contained HTML report (config, network, metrics, plots, status) of a run or a sweep."""
     from nnctl.console import print_note
-    from nnctl.errors import NnctlError
     from nnctl.viz.report import write_report
 
-    if checkpoint not in ("best", "last"):
-        raise NnctlError(f"--checkpoint must be best or last, got '{checkpoint}'.")
+    checkpoint = _checkpoint_or_default(run_dir, checkpoint)
     path, notes = write_report(run_dir, output, checkpoint, allow_plugins)
     for note in notes:
         print_note(note)
@@ -644,7 +632,7 @@ def export_(
         Path | None,
         typer.Option("--output", "-o", help="ONNX file to write (default RUN/export/model-<checkpoint>.onnx)."),
     ] = None,
-    checkpoint: CheckpointOption = "best",
+    checkpoint: CheckpointOption = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version of the model.")] = 17,
     check: Annotated[
         bool,
@@ -660,6 +648,7 @@ def export_(
     """Export a trained run to ONNX: raw inputs in (normalization, Playground features inside), predictions out."""
     from nnctl.export.onnx_model import export_run
 
+    checkpoint = _checkpoint_or_default(run_dir, checkpoint)
     result = export_run(run_dir, output, checkpoint, opset, allow_plugins)
     comparison = None
     if check:
@@ -697,7 +686,7 @@ def serve(
         str, typer.Option("--host", help="Address to bind; 127.0.0.1 (this machine only) unless you mean otherwise.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    checkpoint: CheckpointOption = "best",
+    checkpoint: CheckpointOption = None,
     max_body: Annotated[
         int, typer.Option("--max-body", help="Largest request body in bytes; bigger ones get a 413.")
     ] = 8 * 1024 * 1024,
@@ -709,7 +698,7 @@ def serve(
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: binding {host}: other machines can reach this server (no authentication).", err=True)
-    run_server(run_dir, host, port, checkpoint, allow_plugins, max_body)
+    run_server(run_dir, host, port, _checkpoint_or_default(run_dir, checkpoint), allow_plugins, max_body)
 
 
 def run() -> None:  # console-script entry point

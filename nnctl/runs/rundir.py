@@ -236,6 +236,33 @@ class RunDir:
             )
         return path
 
+    def default_checkpoint(self) -> tuple[str, str | None]:
+        """(best or last, a note to show): best when the run monitors a validation value; otherwise last,
+        since 'best' would mean the lowest training loss. An unreadable run gives best (loading it says why)."""
+        try:
+            monitor = self.read_summary()["best"]["monitor"]
+        except (NnctlError, KeyError, TypeError):
+            return "best", None
+        if str(monitor).startswith("val_"):
+            return "best", None
+        return "last", (
+            f"using the last checkpoint: the run monitors {monitor}, not a validation value, so 'best' would "
+            "mean the lowest training loss; pass --checkpoint best for that."
+        )
+
+    def default_eval_split(self) -> tuple[str, str | None]:
+        """(test or val, a note to show): val when the config's test split is empty and val is not."""
+        import yaml
+
+        try:
+            split = yaml.safe_load(self.read_config_text())["data"]["split"]
+            empty_test, has_val = float(split["test"]) == 0, float(split["val"]) > 0
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+            return "test", None  # not a readable run: loading it reports what is wrong
+        if empty_test and has_val:
+            return "val", "the run has no test split (data.split.test is 0): scoring its validation split."
+        return "test", None
+
     def has_checkpoint(self, name: str | int) -> bool:
         return self.checkpoint_path(name).exists()
 

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nnctl.cli import app
+from nnctl.runs.rundir import RunDir
 from tests.conftest import CONFIGS
 
 onnx = pytest.importorskip(
@@ -109,10 +110,12 @@ def test_trained_run_exports_like_predict(family, runs, tmp_path):
     result = invoke("export", run_dir, "--json")
     assert result.exit_code == 0, result.output
     model_path = Path(json.loads(result.stdout)["output"])
-    assert model_path == run_dir / "export" / "model-best.onnx"
+    # the default checkpoint: best, or last for a run that monitors no validation value
+    checkpoint = RunDir(run_dir).default_checkpoint()[0]
+    assert model_path == run_dir / "export" / f"model-{checkpoint}.onnx"
     onnx.checker.check_model(onnx.load(model_path), full_check=True)
     held_out = "val" if "Playground compat" in family else "test"  # a converted link's test data is its val split
-    check = compare_run(run_dir, model_path, held_out)
+    check = compare_run(run_dir, model_path, held_out, checkpoint)
     if check["task"] == "classification":
         assert check["max_abs_diff_logits"] <= TOLERANCE, check
         assert check["max_abs_diff_probabilities"] <= TOLERANCE, check
