@@ -14,11 +14,13 @@ from pydantic import BaseModel
 
 from nnctl import registry
 from nnctl.data.dataset import Dataset
-from nnctl.data.split import split_indices
+from nnctl.data.split import fold_indices, split_indices
+from nnctl.data.tabular import TablePreprocessor, fit_table
 from nnctl.data.transforms import Normalizer
 from nnctl.errors import ConfigError, DataError, NnctlError
 from nnctl.metrics import Metric, build_metrics
 from nnctl.nn.activations import Softmax
+from nnctl.nn.losses import weigh_loss, with_sample_weight
 from nnctl.nn.network import Network
 from nnctl.rng import STREAM_DATA, STREAM_INIT, STREAM_SPLIT, rng_for
 
@@ -58,6 +60,7 @@ class Experiment:
     # (for the raw inputs that predict() takes: Playground points, or the features before normalization).
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     dataset: Dataset | None = None
+    table: TablePreprocessor | None = None  # a table's fitted column types, imputation and levels (checkpoint table/)
 
     def raw_inputs(self, split: str) -> np.ndarray:
         """A split's inputs as `nnctl predict` takes them (Playground: the 2-D points)."""
@@ -166,7 +169,8 @@ def build_regularization(config: BaseModel, network: Network) -> tuple[list, lis
 
 def split_rows(config: BaseModel, dataset: Dataset) -> dict[str, np.ndarray]:
     """Row indices per split: the data file's predefined splits, else data.split's fractions
-    (stratified by class); data.train_fraction then thins the training split."""
+    (stratified by class), or one cv fold of them (data.split.folds); data.train_fraction then thins
+    the training split."""
     split = config.data.split
     if dataset.splits is not None and "split" in config.data.model_fields_set and split != type(split)():
         # The defaults are let through: a run's resolved config.yaml lists them, and must rerun.
@@ -177,6 +181,7 @@ def split_rows(config: BaseModel, dataset: Dataset) -> dict[str, np.ndarray]:
         )
     ratios = {"train": split.train, "val": split.val, "test": split.test}
     indices = split_indices(dataset, ratios, rng_for(config.seed, STREAM_SPLIT))
+    indices = fold_indices(dataset, indices, split, config.seed)  # data.split.folds: one cv fold
     if config.data.train_fraction < 1:
         indices["train"] = _subsample(dataset, indices["train"], config.data.train_fraction, config.seed)
     if len(indices["train"]) == 0:
@@ -184,12 +189,15 @@ def split_rows(config: BaseModel, dataset: Dataset) -> dict[str, np.ndarray]:
     return indices
 
 
-def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None) -> Experiment:
-    """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...})
-    to use instead of fitting them again."""
+def build_experiment(
+    config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None, dataset: Dataset | None = None
+) -> Experiment:
+    """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...,
+    "table": ...}) to use instead of fitting them again; `dataset` replaces the config's source (in memory)."""
     dtype = np.dtype(config.dtype)
-    dataset = load_dataset(config)
+    dataset = load_dataset(config) if dataset is None else dataset
     indices = split_rows(config, dataset)
+    dataset, table = fit_table(dataset, indices["train"], (stored or {}).get("table"))  # train rows only
 
     if dataset.task != "regression" and config.data.target_normalize != "none":
         raise ConfigError("data.target_normalize applies to regression targets, but the data are class labels.")
@@ -214,12 +222,15 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
             if dataset.task == "classification"
             else np.ascontiguousarray(target_normalizer.transform(y_true), dtype=dtype)
         )
+        if dataset.sample_weight is not None:  # the weights travel with the targets (losses.with_sample_weight)
+            y = with_sample_weight(y, dataset.sample_weight[idx])
         splits[name] = Split(x, y, y_true)
 
     network = build_network(config, dataset.sample_shape, dtype)
     loss = registry.LOSSES.create(config.loss)
     targets = dataset.y.shape[1] if dataset.task == "regression" else 1
     loss.check(network.output_shape, dataset.task, dataset.num_classes, targets)
+    weigh_loss(loss, dataset, indices["train"])
     if config.loss.type in ("cross_entropy", "binary_cross_entropy") and isinstance(network.layers[-1], Softmax):
         raise ConfigError(
             f"model.layers[{len(network.layers) - 1}] is softmax, but loss {config.loss.type} already applies it to "
@@ -264,6 +275,7 @@ def build_experiment(config: BaseModel, stored: dict[str, dict[str, np.ndarray]]
         splits=splits,
         normalizer=normalizer,
         target_normalizer=target_normalizer,
+        table=table,
         network=network,
         loss=loss,
         optimizer=optimizer,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -90,6 +91,14 @@ def main(
     """Train neural networks from YAML experiment files with a small NumPy engine."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from rich.markup import escape
+
+    from nnctl.console import make_console
+
+    make_console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}")
+
+
 def user_errors(func: Callable) -> Callable:
     """Map user mistakes to a short red message and exit 2 (no traceback unless --debug)."""
 
@@ -99,7 +108,9 @@ def user_errors(func: Callable) -> Callable:
 
         debug = kwargs.get("debug", False)
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning  # "warning: ..." on stderr, not a source line
+                return func(*args, **kwargs)
         except (NnctlError, DivergedError) as exc:
             if debug:
                 raise

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from nnctl import registry
 from nnctl.data.csvfile import describe_path
+from nnctl.data.tabular import RawTable, TablePreprocessor
 from nnctl.data.transforms import Normalizer
 from nnctl.errors import DataError, NnctlError
 
@@ -48,6 +49,7 @@ class Predictor:
     normalizer: Normalizer
     target_normalizer: Normalizer
     playground: bool
+    table: TablePreprocessor | None = None  # a table run: raw columns are typed, imputed and encoded first
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Predictor:
@@ -58,7 +60,10 @@ class Predictor:
         config, meta = opened.config, opened.checkpoint.meta
         normalizer = Normalizer.from_state(config.data.normalize.method, opened.checkpoint.norm)
         target_normalizer = Normalizer.from_state(config.data.target_normalize, opened.checkpoint.target_norm)
-        if normalizer.shift is not None and normalizer.shift.ndim >= 1:
+        table = TablePreprocessor.from_state(opened.checkpoint.table) if opened.checkpoint.table else None
+        if table is not None:
+            input_shape = (len(table.feature_names),)
+        elif normalizer.shift is not None and normalizer.shift.ndim >= 1:
             input_shape = tuple(int(d) for d in normalizer.shift.shape)  # per-feature statistics: one sample's shape
         else:  # statistics over all values: only the data know the sample shape
             input_shape = tuple(load_dataset(config).sample_shape)
@@ -78,6 +83,7 @@ class Predictor:
             normalizer=normalizer,
             target_normalizer=target_normalizer,
             playground=playground_generator(config) is not None,
+            table=table,
         )
 
     # --- what the input must look like ---
@@ -87,6 +93,8 @@ class Predictor:
         """Names of the raw input columns (CSV header, dict keys), or None when samples are not flat rows."""
         if self.playground:
             return PLAYGROUND_INPUTS
+        if self.table is not None:
+            return self.table.input_names
         if len(self.input_shape) == 1 and len(self.feature_names) == self.input_shape[0]:
             return self.feature_names
         return None
@@ -120,12 +128,22 @@ class Predictor:
     def from_columns(self, columns: Mapping[str, Any], where: str) -> np.ndarray:
         """Raw inputs (N, F) from named columns; extra columns (such as the target) are ignored."""
         names = self.pick_columns(list(columns), where)
+        if self.table is not None:  # raw cells of any kind (text, numbers, None/NaN for blanks)
+            return self.table.encode(RawTable.from_columns({n: columns[n] for n in names}, where))
         x = np.stack([np.asarray(columns[n], dtype=np.float64).reshape(-1) for n in names], axis=1)
         return self.points_to_features(x) if names is PLAYGROUND_INPUTS else x
 
     def from_array(self, x: Any, where: str) -> np.ndarray:
         """Raw inputs from an array: (N, 2) points for Playground runs, else (N, *sample shape) or (N, F) flat."""
         x = np.asarray(x)
+        if self.table is not None:  # columns in the order of input_names
+            names = self.table.input_names
+            if x.ndim != 2 or x.shape[1] != len(names):
+                raise DataError(
+                    f"{where}: expected {len(names)} raw columns ({', '.join(names)}) per row, got shape {x.shape}; "
+                    "or give a dict of columns or a DataFrame."
+                )
+            return self.from_columns(dict(zip(names, x.T, strict=True)), where)
         if x.dtype.kind not in "biuf":
             raise DataError(f"{where}: inputs must be numbers, got an array of dtype {x.dtype}.")
         x = x.astype(np.float64, copy=False)
@@ -197,6 +215,8 @@ def read_inputs(predictor: Predictor, path: str | Path) -> np.ndarray:
                     f"CSV file {where}: line {line} has {len(row)} fields, but the header row has {len(header)}."
                 )
         needed = predictor.pick_columns(header, f"CSV file {where}")
+        if predictor.table is not None:
+            return predictor.table.encode(RawTable(header, np.array(rows, dtype=str), f"CSV file {where}", lines))
         present = {n: i for i, n in enumerate(header)}
         x = _to_numbers([[row[present[n]] for n in needed] for row in rows], needed, lines, where)  # (N, F)
         return predictor.points_to_features(x) if needed is PLAYGROUND_INPUTS else x

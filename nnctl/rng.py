@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 STREAM_DATA = 0  # generated data sets (Playground points, synthetic signals and sequences)
-STREAM_SPLIT = 1  # train/val/test split; [seed, 1, 1] the train_fraction subset
+STREAM_SPLIT = 1  # train/val/test split; [seed, 1, 1] the train_fraction subset; [seed, 1, 2, r] cv folds
 STREAM_INIT = 2  # initial weights
 STREAM_SHUFFLE = 3  # per epoch: the sample order
 STREAM_AUGMENT = 4  # per epoch: augmentation draws

@@ -10,6 +10,7 @@ import numpy as np
 from nnctl import registry
 from nnctl.build import build_experiment, build_network, load_dataset, split_rows
 from nnctl.config import dump_config, load_config, load_config_detailed, value_sources
+from nnctl.data.tabular import fit_table
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.reopen import check_resumable, open_run
@@ -70,6 +71,8 @@ def describe_config(config_path: str | Path, overrides: list[str], explain: bool
     loaded = load_config_detailed(config_path, overrides)
     config = loaded.config
     dataset = load_dataset(config)
+    rows = split_rows(config, dataset)
+    dataset, table = fit_table(dataset, rows["train"], None)  # a table: typed and encoded on the training rows
     network = build_network(config, dataset.sample_shape, np.dtype(config.dtype))
     if explain:
         sources = value_sources(loaded)
@@ -81,11 +84,12 @@ def describe_config(config_path: str | Path, overrides: list[str], explain: bool
     task = f"{dataset.task}, {len(dataset)} samples of shape {dataset.sample_shape}"
     if dataset.num_classes:
         task += f", {dataset.num_classes} classes"
-    sizes = ", ".join(f"{name} {len(rows)}" for name, rows in split_rows(config, dataset).items())
+    sizes = ", ".join(f"{name} {len(idx)}" for name, idx in rows.items())
     how = "predefined in the data file" if dataset.splits is not None else "data.split"
     if config.data.train_fraction < 1:
         how += f", train thinned by data.train_fraction {config.data.train_fraction:g}"
-    return f"{body}\n\ndata: {task}\nsplit: {sizes} ({how})\n\n{network.summary()}\nconfig OK: {config_path}"
+    schema = f"\n\n{table.schema_yaml()}" if table is not None else ""
+    return f"{body}\n\ndata: {task}\nsplit: {sizes} ({how}){schema}\n\n{network.summary()}\nconfig OK: {config_path}"
 
 
 def _flatten(node: Any, path: str = "") -> dict[str, Any]:
@@ -133,6 +137,7 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
 
     config = load_config(config_path, list(overrides) + ["dtype=float64"])
     dataset = load_dataset(config)
+    dataset, _ = fit_table(dataset, split_rows(config, dataset)["train"], None)
     network = build_network(config, dataset.sample_shape, np.float64)
     loss = registry.LOSSES.create(config.loss)
     rng = np.random.default_rng(config.seed)

@@ -99,6 +99,7 @@ def _files(folder: Path) -> None:
             Image.new("L", (3, 2), value + i).save(folder / "img" / label / f"{i}.png")
 
 
+PENGUIN_BLANKS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
 SOURCE_CASES = {
     "circle": (lambda d: {"samples": 20}, "classification", (2,)),
     "xor": (lambda d: {"samples": 20, "features": ["x1", "x2", "x1_x2"]}, "classification", (3,)),
@@ -124,6 +125,9 @@ SOURCE_CASES = {
     "image_folder": (lambda d: {"path": str(d / "img"), "color": "grayscale"}, "classification", (1, 2, 3)),
     "sequence_npz": (lambda d: {"path": str(d / "seq.npz")}, "regression", (5, 2)),
     "sequence_csv": (lambda d: {"path": str(d / "pixels.csv"), "target": "label", "shape": [2, 2]}, "classification", (2, 2)),
+    # tables: x stays (N, 0) until the build fits the columns on the training split (tests/data/test_tabular.py)
+    "penguins": (lambda d: {"columns": {c: {"impute": "most_frequent"} for c in PENGUIN_BLANKS}}, "classification", (0,)),
+    "titanic": (lambda d: {"drop": ["alive", "deck", "embarked", "embark_town"], "columns": {"age": {"impute": "median"}}}, "classification", (0,)),
 }  # fmt: skip
 
 # --- metrics: perfect predictions (y, pred, proba) give the best value; a wrong one scores worse -------

@@ -19,6 +19,7 @@ from pydantic import (
     WithJsonSchema,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -64,6 +65,14 @@ class SplitConfig(Section):
     train: float = Field(0.7, gt=0, le=1, description="Fraction of samples used for training.")
     val: float = Field(0.15, ge=0, lt=1, description="Fraction for validation (monitoring, best checkpoint).")
     test: float = Field(0.15, ge=0, lt=1, description="Fraction held out for `nnctl eval`.")
+    folds: int | None = Field(
+        None,
+        ge=2,
+        description="k-fold cross-validation (written by `nnctl cv`): train + val are pooled and cut into `folds` "
+        "stratified folds; fold number `fold` is the validation split, the rest trains; test stays untouched.",
+    )
+    fold: int = Field(0, ge=0, description="Which fold is the validation split (0 .. folds - 1).")
+    repeat: int = Field(0, ge=0, description="Which repetition of the k-fold cut (each a new shuffle, from the seed).")
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitConfig:
@@ -72,7 +81,18 @@ class SplitConfig(Section):
             raise ValueError(
                 f"train + val + test must sum to 1, got {self.train} + {self.val} + {self.test} = {total:g}"
             )
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold must be 0 .. {self.folds - 1} for {self.folds} folds, got {self.fold}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_folds(self, handler):
+        # A config without cv resolves (and checkpoints) exactly as before these keys existed.
+        out = handler(self)
+        if self.folds is None:
+            for key in ("folds", "fold", "repeat"):
+                out.pop(key, None)
+        return out
 
 
 class NormalizeConfig(Section):

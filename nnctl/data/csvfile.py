@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.dataset import Dataset
+from nnctl.data.tabular import RawTable, TableParams, TablePreprocessor, select_columns
 from nnctl.data.targets import TaskChoice, encode_target, is_number
 from nnctl.errors import DataError
 from nnctl.registry import suggest
@@ -58,14 +59,40 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
 
 def load_csv(
     path: str | Path,
-    target: str,
+    target: str | list[str],
     task: TaskChoice = "auto",
     delimiter: str = ",",
     class_names: list[str] | None = None,
+    table: TableParams | None = None,
 ) -> Dataset:
-    """The Dataset in a CSV file: column `target` is y, every other column a numeric feature."""
+    """The Dataset in a CSV file: column `target` is y, every other column a numeric feature.
+
+    With column declarations (`table`), several targets, or cells that are not all numbers, the
+    features are kept as text (a RawTable) to be typed, imputed and encoded after the split."""
     header, rows, lines = read_csv(path, delimiter)
     where_file = describe_path(path)
+    targets = [target] if isinstance(target, str) else list(target)
+    for name in targets:
+        _check_target(name, header, where_file)
+    if not rows:
+        raise DataError(f"CSV file {where_file} has a header but no data rows.")
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != len(header):
+            raise DataError(
+                f"CSV file {where_file}: line {line} has {len(row)} fields, but the header row has "
+                f"{len(header)}. Every row needs one value per column; check for a missing or extra "
+                f"'{delimiter}' on that line."
+            )
+    table = table or TableParams()
+    if len(targets) == 1 and not table.declares_table():
+        try:
+            return _load_numeric(header, rows, lines, where_file, targets[0], task, class_names)
+        except NotNumbers:
+            pass  # not all numbers: read it as a table, which infers the column types (or explains the cell)
+    return _load_table(header, rows, lines, where_file, targets, task, class_names, table)
+
+
+def _check_target(target: str, header: list[str], where_file: str) -> None:
     if target not in header:
         hint = suggest(target, header)
         if len(header) == 1 and any(d in header[0] for d in ";\t|"):
@@ -76,15 +103,9 @@ def load_csv(
             f"target column '{target}' is not in CSV file {where_file}.{hint} "
             f"Columns: {', '.join(header)}. Set target to one of them."
         )
-    if not rows:
-        raise DataError(f"CSV file {where_file} has a header but no data rows.")
-    for row, line in zip(rows, lines, strict=True):
-        if len(row) != len(header):
-            raise DataError(
-                f"CSV file {where_file}: line {line} has {len(row)} fields, but the header row has "
-                f"{len(header)}. Every row needs one value per column; check for a missing or extra "
-                f"'{delimiter}' on that line."
-            )
+
+
+def _load_numeric(header, rows, lines, where_file, target, task, class_names) -> Dataset:
     feature_names = [name for name in header if name != target]
     if not feature_names:
         raise DataError(f"CSV file {where_file} has only the target column '{target}'; it needs feature columns.")
@@ -107,6 +128,50 @@ def load_csv(
     )
 
 
+def _load_table(header, rows, lines, where_file, targets, task, class_names, params: TableParams) -> Dataset:
+    features = select_columns(header, targets, params, where_file)
+    cells = np.array(rows, dtype=str)  # (N, columns)
+    pos = {name: j for j, name in enumerate(header)}
+
+    def where(i: int) -> str:
+        return f"line {lines[i]} of {where_file}"
+
+    raw_y = cells[:, [pos[t] for t in targets]]
+    y, task_out, names = encode_target(
+        raw_y[:, 0] if len(targets) == 1 else raw_y, task, ", ".join(targets), where, class_names
+    )
+    weight = None
+    if params.sample_weight is not None:
+        column = [[row[pos[params.sample_weight]]] for row in rows]
+        weight = _to_numbers(column, [params.sample_weight], lines, where_file)[:, 0]  # blank, text, NaN: an error
+        negative = np.flatnonzero(weight < 0)
+        if negative.size:
+            i = int(negative[0])
+            raise DataError(
+                f"{where(i)}, column '{params.sample_weight}' (sample_weight) is {weight[i]:g}; weights must be >= 0."
+            )
+    table = RawTable(
+        features, cells[:, [pos[f] for f in features]], f"CSV file {where_file}", lines, dict(params.columns)
+    )
+    # Split-independent checks now, on every row (a blank cell with no impute, text in a numeric column):
+    # the error names the row before anything is built. The statistics are fitted on the training rows later.
+    TablePreprocessor(table.specs).fit(table).encode(table, warn=False)
+    return Dataset(
+        x=np.zeros((len(rows), 0)),
+        y=y,
+        task=task_out,  # type: ignore[arg-type]
+        feature_names=[],
+        class_names=names,
+        target_names=targets,
+        table=table,
+        sample_weight=weight,
+    )
+
+
+class NotNumbers(DataError):
+    """A feature cell is blank, text or not finite (the message names it)."""
+
+
 def _to_numbers(text: list[list[str]], names: list[str], lines: list[int], where_file: str) -> np.ndarray:
     """Text rows (N, F) -> float64, or a DataError naming the first bad cell's line, column and text."""
     try:
@@ -118,7 +183,7 @@ def _to_numbers(text: list[list[str]], names: list[str], lines: list[int], where
             for j, cell in enumerate(row):
                 if not is_number(cell):
                     what = "is empty" if not cell.strip() else f"holds {cell!r}, which is not a number"
-                    raise DataError(
+                    raise NotNumbers(
                         f"CSV file {where_file}: line {lines[i]}, column '{names[j]}' {what}. Features must "
                         "be numbers; fix or drop the row, or encode text columns as numbers."
                     ) from None
@@ -126,7 +191,7 @@ def _to_numbers(text: list[list[str]], names: list[str], lines: list[int], where
     bad = np.argwhere(~np.isfinite(x))
     if bad.size:
         i, j = bad[0]
-        raise DataError(
+        raise NotNumbers(
             f"CSV file {where_file}: line {lines[i]}, column '{names[j]}' holds {text[i][j]!r}, which is not "
             "a finite number. Missing values are not supported; fill them in (impute) or drop the row."
         )

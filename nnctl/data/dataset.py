@@ -29,6 +29,10 @@ class Dataset:
     # What `nnctl predict` takes, when that is not x: the 2-D points of a Playground source (x holds
     # the features computed from them). None: x itself.
     raw: np.ndarray | None = None
+    # A table whose columns are encoded only after the split (types, imputation and levels are fitted on
+    # the training rows; nnctl/data/tabular.py); x is then (N, 0) until build encodes it.
+    table: object | None = None
+    sample_weight: np.ndarray | None = None  # (N,) per-row training weights, or None
 
     def __post_init__(self) -> None:
         # Sources written as plugins construct this too, so say precisely what does not fit.

@@ -6,13 +6,14 @@ import os
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 
 from nnctl.data import playground
 from nnctl.data.csvfile import load_csv
 from nnctl.data.dataset import Dataset
 from nnctl.data.features import FeatureName, compute_features
 from nnctl.data.npzfile import load_npz
+from nnctl.data.tabular import TableParams
 from nnctl.data.targets import TaskChoice
 from nnctl.errors import DataError
 from nnctl.registry import DATA_SOURCES, Component
@@ -129,21 +130,27 @@ _TASK = (
 )
 
 
+_TARGET = (
+    "Name of the target column in the header row; a list of names for several regression targets (one output each)."
+)
+
+
 @DATA_SOURCES.register("csv")
 class Csv(Source):
-    """A CSV file (or .csv.gz) with a header row: one target column, every other column a numeric feature."""
+    """A CSV file (or .csv.gz) with a header row: target column(s) and feature columns, numbers, categories,
+    booleans, with blanks filled by `impute` (column types are inferred unless declared under `columns`)."""
 
-    class Params(BaseParams):
+    class Params(TableParams):
         path: str = Field(
             ..., min_length=1, description="CSV file, relative to the current directory; .gz is read as gzip."
         )
-        target: str = Field(..., min_length=1, description="Name of the target column in the header row.")
+        target: str | list[str] = Field(..., min_length=1, description=_TARGET)
         task: TaskChoice = Field("auto", description=_TASK)
         delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator, one character.")
 
     def load(self, rng: np.random.Generator) -> Dataset:
         p = self.settings
-        return load_csv(p.path, p.target, p.task, p.delimiter)
+        return load_csv(p.path, p.target, p.task, p.delimiter, table=p)
 
 
 @DATA_SOURCES.register("npz")
@@ -181,11 +188,25 @@ class _Builtin(Source):
                 f"the shipped data file {path} is missing from {where}; set the environment variable "
                 f"NNCTL_DATASETS to a folder holding {self.file}."
             )
+        if isinstance(self.settings, TableParams):  # a table (`table: true`): columns, drop, features apply
+            p = self.settings
+            return load_csv(path, p.target, p.task, class_names=self.class_names, table=p)
         return load_csv(path, self.target, self.task, class_names=self.class_names)
 
 
+def _table_params(entry: dict) -> type[TableParams]:
+    """The params of a shipped table: the csv source's column declarations, with the entry's target and task."""
+    return create_model(
+        "Params",
+        __base__=TableParams,
+        target=(str | list[str], Field(entry["target"], min_length=1, description=_TARGET)),
+        task=(TaskChoice, Field(entry.get("task", "classification"), description=_TASK)),
+    )
+
+
 def _register_builtins() -> dict[str, type[_Builtin]]:
-    """One registered source per entry of datasets.yaml: adding a data set needs no code."""
+    """One registered source per entry of datasets.yaml: adding a data set needs no code. An entry with
+    `table: true` (categories, blanks) takes the csv source's `columns`, `drop`, `features`, `sample_weight`."""
     out = {}
     for name, entry in dataset_catalog().items():
         doc = f"{entry['description']} Origin: {entry['origin']}. Licence: {entry['licence']}."
@@ -197,6 +218,8 @@ def _register_builtins() -> dict[str, type[_Builtin]]:
             "task": entry.get("task", "classification"),
             "class_names": entry.get("class_names"),
         }
+        if entry.get("table"):
+            attrs["Params"] = _table_params(entry)
         cls = type("".join(part.capitalize() for part in name.split("_")), (_Builtin,), attrs)
         out[name] = DATA_SOURCES.register(name)(cls)
     return out

@@ -9,15 +9,48 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PositiveFloat, model_serializer
 
 from nnctl.errors import ConfigError
 from nnctl.registry import LOSSES, Component, Params
 
 
+def with_sample_weight(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Targets with their per-row weights as one more column, as a loss with `sample_weighted` reads them:
+    class labels (N,) -> (N, 2) [label, weight]; regression targets (N, T) -> (N, T + 1).
+
+    The trainer batches targets by row, so the weights travel with them without a second array."""
+    y2 = y[:, None] if y.ndim == 1 else y
+    dtype = y.dtype if np.issubdtype(y.dtype, np.floating) else np.float64
+    return np.concatenate([y2.astype(dtype), w.astype(dtype)[:, None]], axis=1)
+
+
+def weigh_loss(loss, dataset, train: np.ndarray) -> None:
+    """Tell the loss about the data's sample weights and fit its class weights on the training labels."""
+    if dataset.sample_weight is not None:
+        if not getattr(loss, "takes_sample_weight", False):
+            raise ConfigError(f"loss '{loss.name}' does not take sample weights; remove data.source.sample_weight.")
+        loss.sample_weighted = True
+    if getattr(loss, "class_weight", None) is not None:
+        loss.fit_class_weight(dataset.y[train], dataset.class_names, dataset.num_classes)
+
+
 class Loss(Component):
     task: Literal["classification", "regression"] = "regression"
     _cache: object = None
+    sample_weighted = False  # set by build when the data have a sample_weight column (see with_sample_weight)
+
+    def _split_weight(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(targets, per-row weights or None) from what forward() received."""
+        if not self.sample_weighted:
+            return y, None
+        return (y[:, 0].astype(np.int64) if self.task == "classification" else y[:, :-1]), y[:, -1]
+
+    @staticmethod
+    def _normalized(w: np.ndarray, dtype) -> np.ndarray:
+        """w / sum(w), so the weighted loss is sum(w l) / sum(w) (PyTorch's weighted mean); all zero: zeros."""
+        total = float(np.sum(w))
+        return (w / total if total > 0 else np.zeros_like(w)).astype(dtype, copy=False)
 
     @property
     def name(self) -> str:
@@ -59,10 +92,25 @@ class Loss(Component):
 
 
 class _Regression(Loss):
+    takes_sample_weight = True
+
     def forward(self, out, y):
+        y, w = self._split_weight(y)
         diff = out - y
-        self._cache = diff
-        return self._value(diff)
+        if w is None:
+            self._cache = diff
+            return self._value(diff)
+        # Weighted: L = sum_i w_i mean_t(e_it) / sum_i w_i, with e the loss of each value.
+        share = self._normalized(w, diff.dtype)[:, None] / diff.dtype.type(diff[0].size)  # (N, 1)
+        self._cache = (diff, share)
+        return float(np.sum(self._elements(diff) * share))
+
+    def backward(self):
+        cache = self._take_cache()
+        if isinstance(cache, tuple):
+            diff, share = cache
+            return self._element_grad(diff) * share
+        return self._backward(cache)
 
 
 @LOSSES.register("mse")
@@ -73,9 +121,14 @@ class MSE(_Regression):
         flat = diff.reshape(-1)
         return float(flat @ flat) / flat.size  # one dot product instead of square + mean
 
-    def backward(self):
-        diff = self._take_cache()
+    def _backward(self, diff):
         return diff * diff.dtype.type(2.0 / diff.size)
+
+    def _elements(self, diff):
+        return diff * diff
+
+    def _element_grad(self, diff):
+        return 2 * diff
 
 
 @LOSSES.register("mae")
@@ -85,9 +138,14 @@ class MAE(_Regression):
     def _value(self, diff):
         return float(np.mean(np.abs(diff)))
 
-    def backward(self):
-        diff = self._take_cache()
+    def _backward(self, diff):
         return np.sign(diff) * diff.dtype.type(1.0 / diff.size)
+
+    def _elements(self, diff):
+        return np.abs(diff)
+
+    def _element_grad(self, diff):
+        return np.sign(diff)
 
 
 @LOSSES.register("huber")
@@ -98,19 +156,79 @@ class Huber(_Regression):
         delta: float = Field(1.0, gt=0, description="Where the quadratic part turns linear.")
 
     def _value(self, diff):
-        a = np.abs(diff)
-        return float(np.mean(np.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))))
+        return float(np.mean(self._elements(diff)))
 
-    def backward(self):
-        diff = self._take_cache()
+    def _backward(self, diff):
         return np.clip(diff, -self.delta, self.delta) * diff.dtype.type(1.0 / diff.size)
+
+    def _elements(self, diff):
+        a = np.abs(diff)
+        return np.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))
+
+    def _element_grad(self, diff):
+        return np.clip(diff, -self.delta, self.delta)
+
+
+ClassWeight = Literal["balanced"] | dict[str, PositiveFloat] | None
+
+
+class _Classification(Loss):
+    """Shared by the classification losses: optional class weights, resolved against the training labels."""
+
+    task = "classification"
+    takes_sample_weight = True
+
+    class Params(Params):
+        class_weight: ClassWeight = Field(
+            None,
+            description="Weight of each class in the loss: balanced (n / (K * n_k), from the training split) or "
+            "{class name: weight}; unlisted classes weigh 1. The loss is sum(w l) / sum(w); metrics are unweighted.",
+        )
+
+        @model_serializer(mode="wrap")
+        def _omit_unset(self, handler):
+            # An unweighted loss resolves (and checkpoints) exactly as before class_weight existed.
+            out = handler(self)
+            if self.class_weight is None:
+                out.pop("class_weight", None)
+            return out
+
+    def setup(self) -> None:
+        super().setup()
+        self.weights: np.ndarray | None = None  # (K,) float64 once resolved by fit_class_weight
+
+    def fit_class_weight(self, y_train: np.ndarray, class_names: list[str] | None, num_classes: int) -> None:
+        """Turn `class_weight` into one weight per class index (balanced: from the training labels)."""
+        if self.class_weight is None:
+            return
+        if self.class_weight == "balanced":
+            counts = np.bincount(y_train, minlength=num_classes).astype(np.float64)
+            self.weights = len(y_train) / (num_classes * np.maximum(counts, 1.0))
+            return
+        names = class_names or [str(k) for k in range(num_classes)]
+        unknown = [c for c in self.class_weight if c not in names]
+        if unknown:
+            raise ConfigError(
+                f"loss.class_weight.{unknown[0]}: there is no class '{unknown[0]}'; the classes are {', '.join(names)}."
+            )
+        self.weights = np.array([float(self.class_weight.get(c, 1.0)) for c in names])
+
+    @property
+    def weighted(self) -> bool:
+        return self.weights is not None or self.sample_weighted
+
+    def _row_weights(self, y: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, w_i / sum(w)) with w_i = class weight of y_i times the row's sample weight."""
+        labels, w = self._split_weight(y)
+        w = np.ones(len(labels)) if w is None else w.astype(np.float64)
+        if self.weights is not None:
+            w = w * self.weights[labels]
+        return labels, self._normalized(w, dtype)
 
 
 @LOSSES.register("binary_cross_entropy")
-class BinaryCrossEntropy(Loss):
+class BinaryCrossEntropy(_Classification):
     """L = mean(softplus(z) - y z) for one logit z per sample and y in {0, 1}; sigmoid fused in (stable)."""
-
-    task = "classification"
 
     def check(self, output_shape, task, num_classes, targets):
         super().check(output_shape, task, num_classes, targets)
@@ -123,15 +241,18 @@ class BinaryCrossEntropy(Loss):
 
     def forward(self, out, y):
         z = out[:, 0]
+        share = None
+        if self.weighted:
+            y, share = self._row_weights(y, out.dtype)
         t = y.astype(out.dtype)
         loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-        self._cache = (z, t)
-        return float(np.mean(loss))
+        self._cache = (z, t, share)
+        return float(np.mean(loss)) if share is None else float(loss @ share)
 
     def backward(self):
-        z, t = self._take_cache()
+        z, t, share = self._take_cache()
         p = 0.5 * np.tanh(0.5 * z) + 0.5  # sigmoid(z)
-        return ((p - t) * z.dtype.type(1.0 / len(z)))[:, None]
+        return ((p - t) * (z.dtype.type(1.0 / len(z)) if share is None else share))[:, None]
 
     def probabilities(self, out):
         p1 = 0.5 * np.tanh(0.5 * out[:, 0]) + 0.5
@@ -142,10 +263,8 @@ class BinaryCrossEntropy(Loss):
 
 
 @LOSSES.register("cross_entropy")
-class CrossEntropy(Loss):
+class CrossEntropy(_Classification):
     """L = mean(-log softmax(z)_y) for logits z and integer labels y; softmax fused in (stable)."""
-
-    task = "classification"
 
     def check(self, output_shape, task, num_classes, targets):
         super().check(output_shape, task, num_classes, targets)
@@ -156,6 +275,8 @@ class CrossEntropy(Loss):
             )
 
     def forward(self, out, y):
+        if self.weighted:
+            return self._weighted_forward(out, y)
         z = out - np.maximum.reduce(out, axis=1, keepdims=True)
         rows = np.arange(len(y))
         picked = z[rows, y]
@@ -167,11 +288,27 @@ class CrossEntropy(Loss):
         return float(np.add.reduce(total) - np.add.reduce(picked)) / len(y)  # mean(log-sum-exp - true logit)
 
     def backward(self):
-        p, y, rows = self._take_cache()
-        dz = p  # reuse the buffer: (p - onehot) / N
+        cache = self._take_cache()
+        p, y, rows = cache[:3]
+        dz = p  # reuse the buffer: (p - onehot) / N, or (p - onehot) * w_i / sum(w)
         dz[rows, y] -= 1
-        dz *= dz.dtype.type(1.0 / len(y))
+        if len(cache) == 4:
+            dz *= cache[3][:, None]
+        else:
+            dz *= dz.dtype.type(1.0 / len(y))
         return dz
+
+    def _weighted_forward(self, out, y):
+        """L = sum_i w_i (-log softmax(z_i)_{y_i}) / sum_i w_i."""
+        y, share = self._row_weights(y, out.dtype)
+        z = out - np.maximum.reduce(out, axis=1, keepdims=True)
+        rows = np.arange(len(y))
+        picked = z[rows, y]
+        np.exp(z, out=z)
+        total = np.add.reduce(z, axis=1)
+        z /= total[:, None]
+        self._cache = (z, y, rows, share)
+        return float((np.log(total) - picked) @ share)
 
     def probabilities(self, out):
         z = out - out.max(axis=1, keepdims=True)

@@ -21,7 +21,7 @@ from nnctl.runs.files import atomic_write
 
 FORMAT_VERSION = 1
 # Array groups in the order they are written (the order is part of the bytes).
-GROUPS = ("param", "buffer", "optim", "norm", "target_norm")
+GROUPS = ("param", "buffer", "optim", "norm", "target_norm", "table")  # table: only written by table runs
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Checkpoint:
     target_norm: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the file it was loaded from, for messages
+    table: dict[str, np.ndarray] = field(default_factory=dict)  # a table's columns (nnctl/data/tabular.py)
 
     @classmethod
     def capture(
@@ -50,6 +51,7 @@ class Checkpoint:
         optimizer=None,
         flat_params: np.ndarray | None = None,
         buffers: dict[str, np.ndarray] | None = None,
+        table=None,
     ) -> Checkpoint:
         """The network's weights (or `flat_params`/`buffers` in its layout, e.g. the best epoch's), the
         optimizer's state when given, and the normalizers' statistics. Arrays are views: save or copy."""
@@ -62,6 +64,7 @@ class Checkpoint:
             norm=dict(normalizer.state()),
             target_norm=dict(target_normalizer.state()),
             meta=meta,
+            table=dict(table.state()) if table is not None else {},
         )
 
     def copy(self) -> Checkpoint:
@@ -72,7 +75,7 @@ class Checkpoint:
 
         return Checkpoint(
             dup(self.params), dup(self.buffers), dup(self.optimizer), dup(self.norm), dup(self.target_norm),
-            json.loads(json.dumps(self.meta)), self.source,
+            json.loads(json.dumps(self.meta)), self.source, dup(self.table),
         )  # fmt: skip
 
     # --- what the metadata says ---
@@ -92,7 +95,11 @@ class Checkpoint:
 
     def arrays(self) -> dict[str, np.ndarray]:
         groups = dict(
-            zip(GROUPS, (self.params, self.buffers, self.optimizer, self.norm, self.target_norm), strict=True)
+            zip(
+                GROUPS,
+                (self.params, self.buffers, self.optimizer, self.norm, self.target_norm, self.table),
+                strict=True,
+            )
         )
         return {f"{prefix}/{key}": value for prefix, arrays in groups.items() for key, value in arrays.items()}
 
@@ -134,7 +141,7 @@ class Checkpoint:
             grouped[prefix][name] = value
         return cls(
             grouped["param"], grouped["buffer"], grouped["optim"], grouped["norm"], grouped["target_norm"],
-            meta, str(path),
+            meta, str(path), grouped["table"],
         )  # fmt: skip
 
     # --- into a network ---

@@ -52,7 +52,11 @@ class OpenRun:
         """The experiment rebuilt from the config (data and the same split), with the checkpoint's weights,
         its stored normalization statistics (not a refit) and, when asked, its optimizer state."""
         if self._experiment is None or with_optimizer:
-            stored = {"norm": self.checkpoint.norm, "target_norm": self.checkpoint.target_norm}
+            stored = {
+                "norm": self.checkpoint.norm,
+                "target_norm": self.checkpoint.target_norm,
+                "table": self.checkpoint.table,
+            }
             experiment = build_experiment(self.config, stored)
             self.checkpoint.apply(experiment.network, experiment.optimizer if with_optimizer else None)
             if with_optimizer:

@@ -122,5 +122,5 @@ class Loop:
             meta = self.checkpoint_meta(self.epoch, self.step, {"train_state": self.train_state(), **(extra or {})})
         optimizer = ex.optimizer if with_optimizer else None
         return Checkpoint.capture(
-            ex.network, ex.normalizer, ex.target_normalizer, meta, optimizer, flat_params, buffers
+            ex.network, ex.normalizer, ex.target_normalizer, meta, optimizer, flat_params, buffers, ex.table
         )  # fmt: skip

@@ -1,0 +1,105 @@
+"""Tables end to end: bad column declarations exit 2; the fitted table travels to eval, predict and the API."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import nnctl
+import nnctl.data.tabular
+from nnctl.cli import app
+
+runner = CliRunner()
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PENGUIN_COLUMNS = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
+
+
+def penguins(tmp_path, columns: str, extra: str = "", target: str = "species") -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"""\
+name: p
+data:
+  source:
+    type: penguins
+    target: {target}
+    columns: {columns}
+{extra}  normalize: standard
+model:
+  layers: [{{type: dense, units: 8, activation: relu}}, {{type: dense, units: 3}}]
+loss: cross_entropy
+train: {{epochs: 2}}
+"""
+    )
+    return path
+
+
+def assert_user_error(result, runs: Path, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    assert not runs.exists() or not any(runs.rglob("summary.json"))
+
+
+@pytest.mark.parametrize(
+    "columns, fragments",
+    [
+        ("{islnd: {type: category}}", ["data.source.columns: there is no column 'islnd'", "Did you mean 'island'"]),
+        ("{island: {type: numeric}}", ["line 2, column 'island' holds 'Torgersen', which is not a number"]),
+        ("{}", ["line 5, column 'bill_length_mm' is empty", "impute"]),  # row 4 of the data: no measurements
+    ],
+    ids=["unknown-column", "category-declared-numeric", "blank-without-impute"],
+)
+def test_bad_column_declarations_exit_2(tmp_path, columns, fragments):
+    result = runner.invoke(app, ["train", str(penguins(tmp_path, columns)), "--runs-dir", str(tmp_path / "r"), "-q"])
+    assert_user_error(result, tmp_path / "r", *fragments)
+
+
+def test_a_target_with_blanks_exits_2_naming_the_row(tmp_path):
+    columns = "{island: {impute: most_frequent}, bill_length_mm: {impute: mean}, bill_depth_mm: {impute: mean}}"
+    config = penguins(tmp_path, columns, target="sex")
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q"])
+    assert_user_error(result, tmp_path / "r", "target 'sex' is empty at line 5")
+
+
+def test_validate_prints_the_inferred_schema():
+    result = runner.invoke(app, ["validate", str(CONFIGS / "titanic.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "  deck: {type: category, impute: constant, fill_value: unknown}" in result.output
+    assert "adult_male: {type: binary}" in result.output
+    assert "  fare: {type: numeric}" in result.output  # not declared: inferred
+    assert "alive" not in result.output.split("columns:")[-1]  # dropped
+
+
+def test_checkpoint_carries_the_table_to_eval_predict_and_the_api(tmp_path):
+    runs = tmp_path / "runs"
+    result = runner.invoke(
+        app,
+        ["train", str(CONFIGS / "penguins.yaml"), "--runs-dir", str(runs), "-q", "--json", "--set", "train.epochs=30"],
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    with np.load(run_dir / "checkpoints" / "best.npz", allow_pickle=False) as npz:
+        schema = json.loads(str(npz["table/schema"]))
+    assert [c["name"] for c in schema] == PENGUIN_COLUMNS
+
+    run = nnctl.load_run(run_dir)
+    raw, labels = run.data("test")
+    assert (run.predict(raw) == labels).mean() >= 0.9
+    evaluated = json.loads(runner.invoke(app, ["eval", str(run_dir), "--json"]).stdout)
+    assert evaluated["metrics"]["accuracy"] == pytest.approx((run.predict(raw) == labels).mean())
+
+    rows = [",".join(PENGUIN_COLUMNS), "Atlantis,39.1,18.7,181,3750,MALE", "Biscoe,,,,,", "Dream,46,17,190,3500,"]
+    (tmp_path / "new.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output
+    assert "categories not seen in training were encoded as 'other': 'island': 1 row(s)" in result.output
+    assert result.stdout.splitlines()[0] == "prediction" and len(result.stdout.splitlines()) == 4
+    with pytest.warns(nnctl.data.tabular.UnknownCategoryWarning):
+        by_api = run.predict(
+            {c: [v or None for v in rows[1].split(",")][i : i + 1] for i, c in enumerate(PENGUIN_COLUMNS)}
+        )
+    assert by_api[0] == result.stdout.splitlines()[1]
