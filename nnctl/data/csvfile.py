@@ -148,7 +148,8 @@ def _load_table(header, rows, lines, where_file, targets, task, class_names, par
         if negative.size:
             i = int(negative[0])
             raise DataError(
-                f"{where(i)}, column '{params.sample_weight}' (sample_weight) is {weight[i]:g}; weights must be >= 0."
+                f"CSV file {where_file}: line {lines[i]}, column '{params.sample_weight}' (sample_weight) is "
+                f"{weight[i]:g}; weights must be >= 0."
             )
     table = RawTable(
         features, cells[:, [pos[f] for f in features]], f"CSV file {where_file}", lines, dict(params.columns)

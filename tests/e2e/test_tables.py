@@ -103,3 +103,38 @@ def test_checkpoint_carries_the_table_to_eval_predict_and_the_api(tmp_path):
             {c: [v or None for v in rows[1].split(",")][i : i + 1] for i, c in enumerate(PENGUIN_COLUMNS)}
         )
     assert by_api[0] == result.stdout.splitlines()[1]
+
+
+def test_weights_change_the_loss_not_the_metrics(tmp_path):
+    from nnctl.build import build_experiment
+    from nnctl.config import config_from_dict
+
+    rows = ["a,b,w,label"] + [f"{i % 7},{(i * 3) % 5},{1 + i % 3},{'xyz'[i % 3] if i % 4 else 'x'}" for i in range(90)]
+    (tmp_path / "w.csv").write_text("\n".join(rows) + "\n")
+
+    def experiment(**weights):
+        source = {"type": "csv", "path": str(tmp_path / "w.csv"), "target": "label"}
+        loss = {"type": "cross_entropy"}
+        if "sample_weight" in weights:
+            source["sample_weight"] = weights["sample_weight"]
+        if "class_weight" in weights:
+            loss["class_weight"] = weights["class_weight"]
+        raw = {"data": {"source": source}, "model": {"layers": [{"type": "dense", "units": 3}]}, "loss": loss}
+        if "sample_weight" not in weights:
+            raw["data"]["source"]["drop"] = ["w"]
+        return build_experiment(config_from_dict(raw))
+
+    plain = experiment()
+    for weighted in (experiment(class_weight="balanced"), experiment(sample_weight="w", class_weight={"y": 2.0})):
+        assert weighted.feature_names == plain.feature_names  # w is a weight, not a feature
+        a, b = plain.evaluate("val"), weighted.evaluate("val")
+        assert a["accuracy"] == b["accuracy"] and a["loss"] != pytest.approx(b["loss"])
+
+
+def test_a_negative_sample_weight_names_the_row(tmp_path):
+    (tmp_path / "w.csv").write_text("a,w,label\n1,1,x\n2,-1,y\n")
+    from nnctl.data.sources import Csv
+    from nnctl.errors import DataError
+
+    with pytest.raises(DataError, match=r"line 3, column 'w' \(sample_weight\) is -1"):
+        Csv(path=str(tmp_path / "w.csv"), target="label", sample_weight="w").load(None)

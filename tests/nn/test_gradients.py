@@ -281,3 +281,73 @@ def test_penalty_values():
     w = np.array([[1.0, -2.0], [0.5, 0.0]])
     assert REGULARIZERS.create({"type": "l2", "rate": 0.1}).value(w) == pytest.approx(0.05 * 5.25)
     assert REGULARIZERS.create({"type": "l1", "rate": 0.1}).value(w) == pytest.approx(0.35)
+
+
+# --- weighted losses: class_weight and sample weights (nnctl/nn/losses.py) ----------------------------
+
+
+def _weighted_loss(name, rng, class_weight=None, sample_weight=True):
+    from nnctl.nn.losses import with_sample_weight
+
+    loss = LOSSES.create({"type": name, **({"class_weight": class_weight} if class_weight else {})})
+    out, y = _loss_inputs(name, rng)
+    if class_weight is not None:
+        k = out.shape[1] if name == "cross_entropy" else 2
+        loss.fit_class_weight(y, [f"c{i}" for i in range(k)], k)
+    if sample_weight:
+        loss.sample_weighted = True
+        y = with_sample_weight(y, rng.uniform(0.1, 3.0, len(y)))
+    return loss, out, y
+
+
+@pytest.mark.parametrize(
+    "name, class_weight, sample_weight",
+    [
+        ("cross_entropy", {"c1": 3.0, "c3": 0.5}, False),
+        ("cross_entropy", "balanced", True),
+        ("cross_entropy", None, True),
+        ("binary_cross_entropy", {"c0": 4.0}, True),
+        ("binary_cross_entropy", "balanced", False),
+        ("mse", None, True),
+        ("mae", None, True),
+        ("huber", None, True),
+    ],
+    ids=lambda v: str(v),
+)
+def test_weighted_loss_gradients(name, class_weight, sample_weight):
+    loss, out, y = _weighted_loss(name, np.random.default_rng(2), class_weight, sample_weight)
+    assert check_loss(loss, out, y) < TOLERANCE
+
+
+def test_class_weighted_cross_entropy_equals_the_hand_computed_value():
+    loss = LOSSES.create({"type": "cross_entropy", "class_weight": {"b": 3.0}})
+    loss.fit_class_weight(np.array([0, 1]), ["a", "b", "c"], 3)
+    logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    value = loss.forward(logits, np.array([2, 1, 0]))
+    l0 = -np.log(np.exp(3) / (np.exp(1) + np.exp(2) + np.exp(3)))
+    l1 = np.log(3.0)
+    l2 = -np.log(np.exp(2) / (np.exp(2) + 2))
+    assert value == pytest.approx((1 * l0 + 3 * l1 + 1 * l2) / (1 + 3 + 1), rel=1e-12)
+
+
+def test_balanced_weights_and_sample_weights_multiply():
+    from nnctl.nn.losses import with_sample_weight
+
+    loss = LOSSES.create({"type": "binary_cross_entropy", "class_weight": "balanced"})
+    loss.fit_class_weight(np.array([0, 0, 0, 1]), ["no", "yes"], 2)
+    np.testing.assert_allclose(loss.weights, [4 / (2 * 3), 4 / (2 * 1)])  # n / (K n_k), as scikit-learn
+    loss.sample_weighted = True
+    z = np.array([[0.5], [-1.0]])
+    value = loss.forward(z, with_sample_weight(np.array([0, 1]), np.array([2.0, 0.5])))
+    w = np.array([2.0 * 4 / 6, 0.5 * 2.0])
+    softplus = np.log1p(np.exp(z[:, 0]))
+    per_row = np.array([softplus[0], softplus[1] - z[1, 0]])
+    assert value == pytest.approx(float(w @ per_row / w.sum()), rel=1e-12)
+
+
+def test_an_unknown_class_in_class_weight_names_it():
+    from nnctl.errors import ConfigError
+
+    loss = LOSSES.create({"type": "cross_entropy", "class_weight": {"Gentu": 2.0}})
+    with pytest.raises(ConfigError, match=r"loss.class_weight.Gentu: there is no class 'Gentu'.*Adelie, Gentoo"):
+        loss.fit_class_weight(np.array([0, 1]), ["Adelie", "Gentoo"], 2)
