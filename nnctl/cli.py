@@ -193,6 +193,43 @@ def train(
         raise typer.Exit(code=EXIT_TERMINATED if result.signum == signal.SIGTERM else EXIT_INTERRUPTED)
 
 
+@app.command()
+@user_errors
+def cv(
+    config: ConfigPath,
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds (stratified for classification).")] = 5,
+    repeats: Annotated[int, typer.Option("--repeats", help="Repeat the k-fold cut R times, each a new shuffle.")] = 1,
+    parallel: Annotated[int, typer.Option("--parallel", "-j", help="Folds trained at once (worker processes).")] = 1,
+    set_: SetOption = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Folder under which <name>/cv-<stamp>/ is created.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-fold progress lines.")] = False,
+    json_: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """k-fold cross-validation of CONFIG: each fold a normal run under one cv folder; mean ± std per metric."""
+    from nnctl.console import make_console, stdout_json
+    from nnctl.cv import cv_table, run_cv
+
+    err = make_console(stderr=True)
+
+    def progress(rec: dict) -> None:
+        if not quiet:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in rec["metrics"].items())
+            err.print(f"repeat {rec['repeat']} fold {rec['fold']}: {rec['status']}, {rec['epochs']} epochs  {shown}")
+
+    result = run_cv(config, set_ or [], folds, repeats, parallel, runs_dir, progress)
+    if json_:
+        stdout_json(result.document())
+    else:
+        console = make_console()
+        if not console.is_terminal:
+            console.width = max(console.width, 160)  # piped: one line per fold rather than squeezed cells
+        console.print(cv_table(result))
+        console.print(f"wrote {result.path / 'summary.json'} and {result.path / 'folds.csv'}")
+
+
 @app.command("eval")
 @user_errors
 def eval_(

@@ -1,0 +1,182 @@
+"""k-fold cross-validation: `nnctl cv CONFIG --folds 5 [--repeats R] [--parallel N]`.
+
+Each fold is a normal run whose config says which fold it is (`data.split.folds/fold/repeat`): the
+config's train and val rows are pooled and cut into stratified folds (from the seed and the
+repeat), one fold validates, the others train, and the test split stays untouched. So `nnctl
+eval`, `predict` and `train` work on a fold's run directory as on any run. The folds live under
+one folder with the summary:
+
+    runs/<name>/cv-<stamp>-<id>/
+      fold-0/ ... fold-4/        (repeat-1-fold-0/ ... with --repeats 2)
+      folds.csv                  one row per fold: status, epochs, val_<metric>, test_<metric>
+      summary.json               mean and std (numpy's, ddof 0) per metric, the folds, the command's settings
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnctl.errors import NnctlError
+
+
+@dataclass
+class CvResult:
+    path: Path
+    folds: list[dict[str, Any]]
+    mean: dict[str, float]
+    std: dict[str, float]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        return {"cv_dir": str(self.path), **self.settings, "mean": self.mean, "std": self.std, "folds": self.folds}
+
+
+def fold_overrides(folds: int, fold: int, repeat: int) -> list[str]:
+    return [f"data.split.folds={folds}", f"data.split.fold={fold}", f"data.split.repeat={repeat}"]
+
+
+def fold_name(fold: int, repeat: int, repeats: int) -> str:
+    return f"fold-{fold}" if repeats == 1 else f"repeat-{repeat}-fold-{fold}"
+
+
+def run_cv(
+    config_path: str | Path,
+    overrides: list[str] | None = None,
+    folds: int = 5,
+    repeats: int = 1,
+    parallel: int = 1,
+    runs_dir: str | Path | None = None,
+    on_fold=None,
+) -> CvResult:
+    """Train every fold (in `parallel` worker processes), score each fold's last checkpoint on its
+    validation fold (and on the test split when the config has one), and summarise."""
+    from nnctl.build import build_experiment
+    from nnctl.config import load_config
+
+    if folds < 2:
+        raise NnctlError(f"--folds must be at least 2, got {folds}.")
+    if repeats < 1 or parallel < 1:
+        raise NnctlError("--repeats and --parallel must be at least 1.")
+    overrides = list(overrides or [])
+    jobs = [(r, k) for r in range(repeats) for k in range(folds)]
+    first = load_config(config_path, overrides + fold_overrides(folds, 0, 0))
+    build_experiment(first)  # every config and data error surfaces before a folder exists
+    path = _create_cv_dir(Path(runs_dir or first.output.runs_dir) / first.name)
+    tasks = [
+        (str(config_path), overrides + fold_overrides(folds, k, r), str(path / fold_name(k, r, repeats)))
+        for r, k in jobs
+    ]
+    records: list[dict[str, Any]] = []
+    if parallel == 1:
+        for (r, k), task in zip(jobs, tasks, strict=True):
+            records.append({"repeat": r, "fold": k, **train_fold(*task)})
+            if on_fold:
+                on_fold(records[-1])
+    else:
+        from nnctl.sweep.executors import ProcessExecutor
+
+        executor = ProcessExecutor(min(parallel, len(tasks)), preload="nnctl.cv")
+        try:
+            futures = [executor.submit(train_fold, *task) for task in tasks]
+            for (r, k), future in zip(jobs, futures, strict=True):
+                records.append({"repeat": r, "fold": k, **future.result()})
+                if on_fold:
+                    on_fold(records[-1])
+        finally:
+            executor.shutdown()
+    metrics = sorted({key for rec in records for key in rec["metrics"]}, key=_column_order)
+    mean, std = {}, {}
+    for key in metrics:
+        values = np.array([rec["metrics"][key] for rec in records if key in rec["metrics"]], dtype=np.float64)
+        mean[key], std[key] = float(values.mean()), float(values.std())
+    settings = {"config": str(config_path), "overrides": overrides, "folds": folds, "repeats": repeats}
+    result = CvResult(path, records, mean, std, settings)
+    _write_summary(result)
+    return result
+
+
+def train_fold(config_path: str, overrides: list[str], path: str) -> dict[str, Any]:
+    """Train one fold into `path` and score its last checkpoint (val: the held-out fold; test if any).
+
+    Not best.npz: that one is chosen by its score on the held-out fold, which would flatter the cv score."""
+    from nnctl.build import build_experiment
+    from nnctl.config import load_config
+    from nnctl.runs.rundir import RunDir
+    from nnctl.train.evaluate import evaluate_run
+    from nnctl.train.trainer import train
+
+    config = load_config(config_path, overrides)
+    experiment = build_experiment(config)
+    run = RunDir.create_at(Path(path))
+    result = train(experiment, run)
+    scores: dict[str, float] = {}
+    for split in ("val", "test"):
+        if len(experiment.splits[split]):
+            for key, value in evaluate_run(path, split, "last")["metrics"].items():
+                scores[f"{split}_{key}"] = value
+    return {"run_dir": path, "status": result.status, "epochs": result.epochs, "metrics": scores}
+
+
+def _column_order(key: str) -> tuple:
+    split, _, name = key.partition("_")
+    return (split != "val", name != "loss", name)
+
+
+def _create_cv_dir(parent: Path) -> Path:
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnctlError(f"cannot create the runs folder {parent}: {exc.strerror}.") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = parent / f"cv-{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()  # no exist_ok: the folder is ours only if we created it
+        except FileExistsError:
+            continue
+        return path
+    raise NnctlError(f"could not create a unique cv folder under {parent}.")
+
+
+def _write_summary(result: CvResult) -> None:
+    from nnctl.runs.files import atomic_write
+
+    metrics = list(result.mean)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["repeat", "fold", "status", "epochs", *metrics, "run_dir"])
+    for rec in result.folds:
+        values = [rec["metrics"].get(m, "") for m in metrics]
+        writer.writerow([rec["repeat"], rec["fold"], rec["status"], rec["epochs"], *values, rec["run_dir"]])
+    atomic_write(result.path / "folds.csv", buf.getvalue().encode("utf-8"))
+    text = json.dumps(result.document(), indent=2, sort_keys=False) + "\n"
+    atomic_write(result.path / "summary.json", text.encode("utf-8"))
+
+
+def cv_table(result: CvResult):
+    """A rich table: one row per fold, then mean ± std."""
+    from rich.table import Table
+
+    metrics = list(result.mean)
+    table = Table(title=f"{len(result.folds)} fold run(s) in {result.path}")
+    for col in ("repeat", "fold", "status", "epochs", *metrics):
+        table.add_column(col, justify="right")
+    for rec in result.folds:
+        table.add_row(
+            str(rec["repeat"]),
+            str(rec["fold"]),
+            rec["status"],
+            str(rec["epochs"]),
+            *(f"{rec['metrics'][m]:.4f}" if m in rec["metrics"] else "" for m in metrics),
+        )
+    table.add_row("", "mean ± std", "", "", *(f"{result.mean[m]:.4f} ± {result.std[m]:.4f}" for m in metrics))
+    return table
