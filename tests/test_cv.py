@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nnctl.build import build_experiment, load_dataset
+from nnctl.build import build_experiment
 from nnctl.cli import app
 from nnctl.config import load_config
 from nnctl.data.split import kfold
