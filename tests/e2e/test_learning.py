@@ -34,3 +34,15 @@ def test_spiral_network_is_playground_sized():
     layers = load_config(CONFIGS / "spiral.yaml").model.layers
     hidden = layers[:-1]
     assert len(hidden) <= 2 and all(layer.units <= 8 for layer in hidden)
+
+
+CV_TARGETS = {"penguins": 0.97, "titanic": 0.80}  # issue 17: 5-fold cv accuracy of the table examples
+
+
+@pytest.mark.parametrize("name", sorted(CV_TARGETS))
+def test_table_example_reaches_its_cv_accuracy(name, tmp_path):
+    from nnctl.cv import run_cv
+
+    result = run_cv(CONFIGS / f"{name}.yaml", folds=5, runs_dir=tmp_path)
+    assert all(f["status"] == "completed" for f in result.folds)
+    assert result.mean["val_accuracy"] >= CV_TARGETS[name], result.mean
