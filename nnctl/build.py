@@ -228,7 +228,7 @@ def build_experiment(
 
     network = build_network(config, dataset.sample_shape, dtype)
     loss = registry.LOSSES.create(config.loss)
-    targets = dataset.y.shape[1] if dataset.task == "regression" else 1
+    targets = dataset.y.shape[1] if dataset.task != "classification" else 1
     loss.check(network.output_shape, dataset.task, dataset.num_classes, targets)
     weigh_loss(loss, dataset, indices["train"])
     if config.loss.type in ("cross_entropy", "binary_cross_entropy") and isinstance(network.layers[-1], Softmax):

@@ -24,7 +24,7 @@ NAN = float("nan")
 class Metric(Component):
     """Base class; `column` names the value in metrics.csv and eval (`val_<column>`)."""
 
-    task: ClassVar[Literal["classification", "regression"]]
+    task: ClassVar[Literal["classification", "regression", "multilabel"]]
     higher_is_better: ClassVar[bool] = True
     needs_proba: ClassVar[bool] = False
     num_classes: int | None = None  # set by prepare(), or inferred by __call__
@@ -304,7 +304,44 @@ class R2(Metric):
         return float(np.mean(r2))
 
 
-DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mse", "mae", "r2"]}
+# --- multilabel: y and predictions (N, T) of 0/1 ---------------------------------------------------
+
+
+class _Labels(Metric):
+    task = "multilabel"
+
+    def reset(self):
+        self.count, self.hits = 0, 0
+
+    def result(self):
+        return self.hits / self.count if self.count else NAN
+
+
+@METRICS.register("label_accuracy")
+class LabelAccuracy(_Labels):
+    """Fraction of (sample, label) pairs predicted right (1 - Hamming loss)."""
+
+    def update(self, y, pred, proba=None):
+        right = np.asarray(y).astype(np.int64) == np.asarray(pred)
+        self.count += right.size
+        self.hits += int(right.sum())
+
+
+@METRICS.register("subset_accuracy")
+class SubsetAccuracy(_Labels):
+    """Fraction of samples with every label right (scikit-learn's accuracy_score on multilabel data)."""
+
+    def update(self, y, pred, proba=None):
+        right = np.all(np.asarray(y).astype(np.int64) == np.asarray(pred), axis=1)
+        self.count += len(right)
+        self.hits += int(right.sum())
+
+
+DEFAULT_METRICS = {
+    "classification": ["accuracy"],
+    "regression": ["mse", "mae", "r2"],
+    "multilabel": ["label_accuracy", "subset_accuracy"],
+}
 
 
 def build_metrics(specs: list, task: str, num_classes: int | None) -> dict[str, Metric]:

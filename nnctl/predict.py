@@ -71,6 +71,9 @@ class Predictor:
         class_names = meta.get("class_names")
         if meta.get("task") == "classification" and not class_names:
             class_names = None
+        loss = registry.LOSSES.create(config.loss)
+        if meta.get("task") == "multilabel":
+            loss.multilabel = True  # one sigmoid logit per label
         return cls(
             config=config,
             task=meta.get("task", "classification"),
@@ -79,7 +82,7 @@ class Predictor:
             target_names=meta.get("target_names"),
             input_shape=input_shape,
             network=network,
-            loss=registry.LOSSES.create(config.loss),
+            loss=loss,
             normalizer=normalizer,
             target_normalizer=target_normalizer,
             playground=playground_generator(config) is not None,
@@ -189,7 +192,7 @@ class Predictor:
         return np.asarray(self.class_names)[pred] if self.class_names else pred
 
     def probabilities(self, out: np.ndarray) -> np.ndarray:
-        if self.task != "classification" or not hasattr(self.loss, "probabilities"):
+        if self.task not in ("classification", "multilabel") or not hasattr(self.loss, "probabilities"):
             raise NnctlError("probabilities exist for classification runs only; this run is a regression.")
         return self.loss.probabilities(out)
 
@@ -239,6 +242,9 @@ def read_inputs(predictor: Predictor, path: str | Path) -> np.ndarray:
 
 
 def prediction_columns(predictor: Predictor, proba: bool) -> list[str]:
+    if predictor.task == "multilabel":  # one 0/1 column per label (and its probability)
+        targets = predictor.target_names or []
+        return [f"prediction_{t}" for t in targets] + ([f"proba_{t}" for t in targets] if proba else [])
     if predictor.task == "regression":
         targets = predictor.target_names or ["y"]
         return ["prediction"] if len(targets) == 1 else [f"prediction_{t}" for t in targets]
@@ -249,6 +255,12 @@ def prediction_columns(predictor: Predictor, proba: bool) -> list[str]:
 def prediction_rows(predictor: Predictor, out: np.ndarray, proba: bool) -> list[list[Any]]:
     """One list per sample, matching prediction_columns(); numbers as their shortest exact text."""
     labels = predictor.labels(out)
+    if predictor.task == "multilabel":
+        rows = [[str(v) for v in row] for row in labels.tolist()]
+        if proba:
+            for row, p in zip(rows, predictor.probabilities(out), strict=True):
+                row.extend(str(v) for v in p)
+        return rows
     if predictor.task == "regression":
         return [[str(v) for v in row] for row in labels.reshape(len(labels), -1)]
     rows = [[str(v)] for v in labels.tolist()]
@@ -287,7 +299,7 @@ def predict_file(
     from nnctl.runs.files import atomic_write
 
     predictor = Predictor.load(run_dir, checkpoint, allow_plugins)
-    if proba and predictor.task != "classification":
+    if proba and predictor.task not in ("classification", "multilabel"):
         raise NnctlError("--proba needs a classification run; this run is a regression.")
     raw = read_inputs(predictor, input_path)
     out = predictor.outputs(raw, describe_path(input_path))

@@ -117,6 +117,7 @@ def test_r2_of_a_constant_target_is_zero_and_of_one_sample_nan():
 
 def test_every_registered_metric_has_a_hand_computed_case():
     covered = {"accuracy", "precision", "recall", "f1", "top_k_accuracy", "log_loss", "mse", "rmse", "mae", "r2"}
+    covered |= {"label_accuracy", "subset_accuracy"}  # test_multilabel_metrics_by_hand
     assert set(registry.METRICS.names()) <= covered, "add a hand-computed test for the new metric"
 
 
@@ -237,3 +238,10 @@ def test_evaluate_streams_over_batches(write_yaml, minimal_text):
     experiment.evaluate("train", [cm], batch_size=7)
     assert cm.result().sum() == len(experiment.splits["train"])
     assert np.trace(cm.result()) / cm.result().sum() == pytest.approx(whole["accuracy"])
+
+
+def test_multilabel_metrics_by_hand():
+    y = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]])
+    pred = np.array([[1, 0, 1], [0, 1, 1], [0, 1, 1]])
+    assert metric("label_accuracy")(y, pred) == pytest.approx(6 / 9)
+    assert metric("subset_accuracy")(y, pred) == pytest.approx(1 / 3)

@@ -10,7 +10,7 @@ import numpy as np
 
 from nnctl.data.dataset import Dataset
 from nnctl.data.tabular import RawTable, TableParams, TablePreprocessor, select_columns
-from nnctl.data.targets import TaskChoice, encode_target, is_number
+from nnctl.data.targets import TableTask, encode_target, is_number
 from nnctl.errors import DataError
 from nnctl.registry import suggest
 
@@ -60,7 +60,7 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
 def load_csv(
     path: str | Path,
     target: str | list[str],
-    task: TaskChoice = "auto",
+    task: TableTask = "auto",
     delimiter: str = ",",
     class_names: list[str] | None = None,
     table: TableParams | None = None,
@@ -84,7 +84,7 @@ def load_csv(
                 f"'{delimiter}' on that line."
             )
     table = table or TableParams()
-    if len(targets) == 1 and not table.declares_table():
+    if len(targets) == 1 and task != "multilabel" and not table.declares_table():
         try:
             return _load_numeric(header, rows, lines, where_file, targets[0], task, class_names)
         except NotNumbers:

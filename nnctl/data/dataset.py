@@ -9,7 +9,7 @@ import numpy as np
 
 from nnctl.errors import DataError
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "multilabel"]  # multilabel: y (N, T) of 0/1, one logit each
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare by identity
@@ -36,8 +36,8 @@ class Dataset:
 
     def __post_init__(self) -> None:
         # Sources written as plugins construct this too, so say precisely what does not fit.
-        if self.task not in ("classification", "regression"):
-            raise DataError(f"dataset task must be 'classification' or 'regression', got {self.task!r}.")
+        if self.task not in ("classification", "regression", "multilabel"):
+            raise DataError(f"dataset task must be 'classification', 'regression' or 'multilabel', got {self.task!r}.")
         if self.x.ndim < 2:
             raise DataError(f"dataset features must be an array (N, ...) of samples, got shape {self.x.shape}.")
         if len(self.y) != len(self.x):
@@ -48,8 +48,8 @@ class Dataset:
             )
         if self.task == "classification" and self.y.ndim != 1:
             raise DataError(f"classification targets must be class indices of shape (N,), got {self.y.shape}.")
-        if self.task == "regression" and self.y.ndim != 2:
-            raise DataError(f"regression targets must have shape (N, T), got {self.y.shape}.")
+        if self.task != "classification" and self.y.ndim != 2:
+            raise DataError(f"{self.task} targets must have shape (N, T), got {self.y.shape}.")
 
     @property
     def num_classes(self) -> int | None:

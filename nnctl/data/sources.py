@@ -14,7 +14,7 @@ from nnctl.data.dataset import Dataset
 from nnctl.data.features import FeatureName, compute_features
 from nnctl.data.npzfile import load_npz
 from nnctl.data.tabular import TableParams
-from nnctl.data.targets import TaskChoice
+from nnctl.data.targets import TableTask, TaskChoice
 from nnctl.errors import DataError
 from nnctl.registry import DATA_SOURCES, Component
 from nnctl.registry import Params as BaseParams
@@ -131,7 +131,8 @@ _TASK = (
 
 
 _TARGET = (
-    "Name of the target column in the header row; a list of names for several regression targets (one output each)."
+    "Name of the target column in the header row; a list of names for several regression targets (one output "
+    "each) or, with task: multilabel, several 0/1 label columns."
 )
 
 
@@ -145,7 +146,7 @@ class Csv(Source):
             ..., min_length=1, description="CSV file, relative to the current directory; .gz is read as gzip."
         )
         target: str | list[str] = Field(..., min_length=1, description=_TARGET)
-        task: TaskChoice = Field("auto", description=_TASK)
+        task: TableTask = Field("auto", description=_TASK + " multilabel: several 0/1 target columns, one logit each.")
         delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator, one character.")
 
     def load(self, rng: np.random.Generator) -> Dataset:

@@ -10,6 +10,7 @@ import numpy as np
 from nnctl.errors import DataError
 
 TaskChoice = Literal["auto", "classification", "regression"]
+TableTask = Literal["auto", "classification", "regression", "multilabel"]  # the csv source's; multilabel: 0/1 columns
 Where = Callable[[int], str]  # row index -> "line 12 of data.csv", for messages
 
 
@@ -36,6 +37,8 @@ def encode_target(
     integers; classes are then the sorted unique values (or, with `class_names`, the indices
     0..K-1 themselves). Otherwise numbers are a regression target of shape (N, T).
     """
+    if task == "multilabel":
+        return _encode_multilabel(raw, name, where), "multilabel", None
     if raw.dtype.kind in "US":
         text = np.char.strip(raw.astype(str))
         blank = np.flatnonzero(text == "")
@@ -119,3 +122,23 @@ def _encode_text(
     sorter = np.argsort(names)
     y = sorter[np.searchsorted(names, text, sorter=sorter)]  # position of each label in class_names
     return y.astype(np.int64), "classification", list(class_names)
+
+
+_TRUE = {"1", "1.0", "true", "yes", "t", "y"}
+_FALSE = {"0", "0.0", "false", "no", "f", "n"}
+
+
+def _encode_multilabel(raw: np.ndarray, name: str, where: Where) -> np.ndarray:
+    """(N, T) float64 0/1 from T label columns of 0/1 or true/false, yes/no (any case); one column is (N, 1)."""
+    text = np.char.lower(np.char.strip(raw.astype(str))).reshape(len(raw), -1)
+    ones, zeros = np.isin(text, list(_TRUE)), np.isin(text, list(_FALSE))
+    bad = np.argwhere(~(ones | zeros))
+    if bad.size:
+        i, j = (int(v) for v in bad[0])
+        cell = str(raw.reshape(len(raw), -1)[i, j])
+        what = "is empty" if not cell.strip() else f"holds {cell!r}"
+        raise DataError(
+            f"target '{name}' {what} at {where(i)} (label {j + 1}); multilabel targets are 0/1 (or true/false, "
+            "yes/no) in every row."
+        )
+    return ones.astype(np.float64)

@@ -32,6 +32,10 @@ def weigh_loss(loss, dataset, train: np.ndarray) -> None:
             raise ConfigError(f"loss '{loss.name}' does not take sample weights; remove data.source.sample_weight.")
         loss.sample_weighted = True
     if getattr(loss, "class_weight", None) is not None:
+        if dataset.task == "multilabel":
+            raise ConfigError(
+                "loss.class_weight: weights per class do not apply to multilabel targets; use sample_weight."
+            )
         loss.fit_class_weight(dataset.y[train], dataset.class_names, dataset.num_classes)
 
 
@@ -44,7 +48,9 @@ class Loss(Component):
         """(targets, per-row weights or None) from what forward() received."""
         if not self.sample_weighted:
             return y, None
-        return (y[:, 0].astype(np.int64) if self.task == "classification" else y[:, :-1]), y[:, -1]
+        if self.task == "classification" and not getattr(self, "multilabel", False):
+            return y[:, 0].astype(np.int64), y[:, -1]
+        return y[:, :-1], y[:, -1]
 
     @staticmethod
     def _normalized(w: np.ndarray, dtype) -> np.ndarray:
@@ -228,9 +234,20 @@ class _Classification(Loss):
 
 @LOSSES.register("binary_cross_entropy")
 class BinaryCrossEntropy(_Classification):
-    """L = mean(softplus(z) - y z) for one logit z per sample and y in {0, 1}; sigmoid fused in (stable)."""
+    """L = mean(softplus(z) - y z) for one logit z per sample and y in {0, 1}; sigmoid fused in (stable).
+    Multilabel data (T 0/1 targets): one logit per label, the mean over samples and labels."""
+
+    multilabel = False  # set by check() for multilabel data (and by the Predictor from the run's task)
 
     def check(self, output_shape, task, num_classes, targets):
+        if task == "multilabel":
+            if output_shape != (targets,):
+                raise ConfigError(
+                    f"the network outputs shape {output_shape} but the data have {targets} labels; make the last "
+                    f"layer `dense` with units: {targets} (one logit per label, no sigmoid)."
+                )
+            self.multilabel = True
+            return
         super().check(output_shape, task, num_classes, targets)
         if num_classes != 2 or output_shape != (1,):
             raise ConfigError(
@@ -240,6 +257,8 @@ class BinaryCrossEntropy(_Classification):
             )
 
     def forward(self, out, y):
+        if self.multilabel:
+            return self._multilabel_forward(out, y)
         z = out[:, 0]
         share = None
         if self.weighted:
@@ -252,13 +271,28 @@ class BinaryCrossEntropy(_Classification):
     def backward(self):
         z, t, share = self._take_cache()
         p = 0.5 * np.tanh(0.5 * z) + 0.5  # sigmoid(z)
+        if z.ndim == 2:  # multilabel: share is (N, 1), or None for the plain mean over N * T
+            return (p - t) * (z.dtype.type(1.0 / z.size) if share is None else share)
         return ((p - t) * (z.dtype.type(1.0 / len(z)) if share is None else share))[:, None]
 
+    def _multilabel_forward(self, out, y):
+        """L = sum_i w_i mean_t(softplus(z_it) - y_it z_it) / sum_i w_i (w = 1 without sample weights)."""
+        t, w = self._split_weight(y)
+        t = t.astype(out.dtype)
+        loss = np.maximum(out, 0) - out * t + np.log1p(np.exp(-np.abs(out)))  # (N, T)
+        share = None if w is None else self._normalized(w, out.dtype)[:, None] / out.dtype.type(out.shape[1])
+        self._cache = (out, t, share)
+        return float(np.mean(loss)) if share is None else float(np.sum(loss * share))
+
     def probabilities(self, out):
+        if self.multilabel:
+            return 0.5 * np.tanh(0.5 * out) + 0.5  # (N, T): each label's own probability
         p1 = 0.5 * np.tanh(0.5 * out[:, 0]) + 0.5
         return np.stack([1 - p1, p1], axis=1)
 
     def predict(self, out):
+        if self.multilabel:
+            return (out > 0).astype(np.int64)  # (N, T)
         return (out[:, 0] > 0).astype(np.int64)
 
 

@@ -138,3 +138,44 @@ def test_a_negative_sample_weight_names_the_row(tmp_path):
 
     with pytest.raises(DataError, match=r"line 3, column 'w' \(sample_weight\) is -1"):
         Csv(path=str(tmp_path / "w.csv"), target="label", sample_weight="w").load(None)
+
+
+def test_multilabel_targets_train_and_predict_one_column_per_label(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["a,b,colour,tall,warm"]
+    for _ in range(400):
+        a, b, c = rng.normal(), rng.normal(), rng.choice(["red", "green", "blue"])
+        lines.append(f"{a:.4f},{b:.4f},{c},{int(a > 0)},{'yes' if c == 'red' or b > 1 else 'no'}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "ml.yaml"
+    config.write_text(
+        f"""\
+name: ml
+data:
+  source: {{type: csv, path: '{tmp_path / "labels.csv"}', target: [tall, warm], task: multilabel}}
+  normalize: standard
+model:
+  layers: [{{type: dense, units: 16, activation: relu}}, {{type: dense, units: 2}}]
+loss: binary_cross_entropy
+optimizer: {{type: adam, lr: 0.01}}
+train: {{epochs: 20}}
+"""
+    )
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    run_dir = json.loads(result.stdout)["run_dir"]
+    scores = json.loads(runner.invoke(app, ["eval", run_dir, "--json"]).stdout)["metrics"]
+    assert scores["label_accuracy"] >= 0.9 and scores["subset_accuracy"] >= 0.8
+    (tmp_path / "new.csv").write_text("a,b,colour\n2.0,0.0,red\n-2.0,0.0,blue\n")
+    out = runner.invoke(app, ["predict", run_dir, str(tmp_path / "new.csv"), "--proba"]).stdout.splitlines()
+    assert out[0] == "prediction_tall,prediction_warm,proba_tall,proba_warm"
+    assert out[1].startswith("1,1,") and out[2].startswith("0,0,")
+
+
+def test_a_multilabel_target_that_is_not_0_1_names_the_row(tmp_path):
+    from nnctl.data.sources import Csv
+    from nnctl.errors import DataError
+
+    (tmp_path / "m.csv").write_text("a,p,q\n1,0,1\n2,1,maybe\n")
+    with pytest.raises(DataError, match=r"target 'p, q' holds 'maybe' at line 3 of .*m.csv' \(label 2\)"):
+        Csv(path=str(tmp_path / "m.csv"), target=["p", "q"], task="multilabel").load(None)

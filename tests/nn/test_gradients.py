@@ -351,3 +351,27 @@ def test_an_unknown_class_in_class_weight_names_it():
     loss = LOSSES.create({"type": "cross_entropy", "class_weight": {"Gentu": 2.0}})
     with pytest.raises(ConfigError, match=r"loss.class_weight.Gentu: there is no class 'Gentu'.*Adelie, Gentoo"):
         loss.fit_class_weight(np.array([0, 1]), ["Adelie", "Gentoo"], 2)
+
+
+@pytest.mark.parametrize("sample_weight", [False, True], ids=["plain", "sample-weighted"])
+def test_multilabel_binary_cross_entropy_gradient(sample_weight):
+    from nnctl.nn.losses import with_sample_weight
+
+    rng = np.random.default_rng(4)
+    loss = LOSSES.create({"type": "binary_cross_entropy"})
+    loss.check((3,), "multilabel", None, 3)
+    out, y = rng.standard_normal((6, 3)) * 3, rng.integers(0, 2, (6, 3)).astype(np.float64)
+    if sample_weight:
+        loss.sample_weighted = True
+        y = with_sample_weight(y, rng.uniform(0.1, 3.0, 6))
+    assert check_loss(loss, out, y) < TOLERANCE
+
+
+def test_multilabel_binary_cross_entropy_value():
+    loss = LOSSES.create({"type": "binary_cross_entropy"})
+    loss.check((2,), "multilabel", None, 2)
+    z = np.array([[0.0, 2.0], [-1.0, 0.5]])
+    t = np.array([[1.0, 0.0], [0.0, 1.0]])
+    expected = np.mean(np.log1p(np.exp(z)) - t * z)
+    assert loss.forward(z, t) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(loss.predict(z), [[0, 1], [0, 1]])
