@@ -34,7 +34,7 @@ def fold_rows(config_path: Path, folds: int, fold: int):
     """(train rows, held-out rows, feature columns, target column) of one fold, as `nnctl cv` cut them."""
     from nnctl.build import load_dataset
     from nnctl.config import load_config
-    from nnctl.cv import fold_overrides
+    from nnctl.train.crossval import fold_overrides
     from nnctl.data.split import fold_indices, split_indices
     from nnctl.rng import STREAM_SPLIT, rng_for
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nnctl.errors import NnctlError
+from nnctl.train import crossval
+from nnctl.train.crossval import fold_name, fold_overrides
 
 
 @dataclass
@@ -38,14 +38,6 @@ class CvResult:
 
     def document(self) -> dict[str, Any]:
         return {"cv_dir": str(self.path), **self.settings, "mean": self.mean, "std": self.std, "folds": self.folds}
-
-
-def fold_overrides(folds: int, fold: int, repeat: int) -> list[str]:
-    return [f"data.split.folds={folds}", f"data.split.fold={fold}", f"data.split.repeat={repeat}"]
-
-
-def fold_name(fold: int, repeat: int, repeats: int) -> str:
-    return f"fold-{fold}" if repeats == 1 else f"repeat-{repeat}-fold-{fold}"
 
 
 def run_cv(
@@ -93,11 +85,7 @@ def run_cv(
                     on_fold(records[-1])
         finally:
             executor.shutdown()
-    metrics = sorted({key for rec in records for key in rec["metrics"]}, key=_column_order)
-    mean, std = {}, {}
-    for key in metrics:
-        values = np.array([rec["metrics"][key] for rec in records if key in rec["metrics"]], dtype=np.float64)
-        mean[key], std[key] = float(values.mean()), float(values.std())
+    mean, std = crossval.summarize(records)
     settings = {"config": str(config_path), "overrides": overrides, "folds": folds, "repeats": repeats}
     result = CvResult(path, records, mean, std, settings)
     _write_summary(result)
@@ -105,30 +93,10 @@ def run_cv(
 
 
 def train_fold(config_path: str, overrides: list[str], path: str) -> dict[str, Any]:
-    """Train one fold into `path` and score its last checkpoint (val: the held-out fold; test if any).
-
-    Not best.npz: that one is chosen by its score on the held-out fold, which would flatter the cv score."""
-    from nnctl.build import build_experiment
+    """One fold (in a worker process): its config from the file and overrides, trained and scored."""
     from nnctl.config import load_config
-    from nnctl.runs.rundir import RunDir
-    from nnctl.train.evaluate import evaluate_run
-    from nnctl.train.trainer import train
 
-    config = load_config(config_path, overrides)
-    experiment = build_experiment(config)
-    run = RunDir.create_at(Path(path))
-    result = train(experiment, run)
-    scores: dict[str, float] = {}
-    for split in ("val", "test"):
-        if len(experiment.splits[split]):
-            for key, value in evaluate_run(path, split, "last")["metrics"].items():
-                scores[f"{split}_{key}"] = value
-    return {"run_dir": path, "status": result.status, "epochs": result.epochs, "metrics": scores}
-
-
-def _column_order(key: str) -> tuple:
-    split, _, name = key.partition("_")
-    return (split != "val", name != "loss", name)
+    return crossval.train_fold(load_config(config_path, overrides), path)
 
 
 def _create_cv_dir(parent: Path) -> Path:

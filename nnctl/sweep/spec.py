@@ -138,6 +138,18 @@ class Objective(_Strict):
     metric: str = Field("loss", description="loss, or a metric the config reports (accuracy, r2, ...).")
     split: Literal["val", "test", "train"] = Field("val", description="Split the objective is measured on.")
     goal: Literal["min", "max"] | None = Field(None, description="Default: min for loss, else the metric's.")
+    cv: int | None = Field(
+        None,
+        ge=2,
+        description="Score each trial by k-fold cross-validation (as `nnctl cv`): the mean of the metric over the "
+        "held-out folds of the config's train + val rows, each fold a run under the trial's folder. split: val.",
+    )
+
+    @model_validator(mode="after")
+    def _cv_on_val(self) -> Objective:
+        if self.cv is not None and self.split != "val":
+            raise ValueError(f"objective.cv scores the held-out folds, so split must be val (got {self.split})")
+        return self
 
     @property
     def column(self) -> str:
@@ -197,6 +209,8 @@ class SweepSpec(_Strict):
             raise ValueError(f"strategy {self.strategy} needs trials: N")
         if self.pruning is not None and self.strategy != "tpe":
             raise ValueError("pruning works with strategy: tpe")
+        if self.pruning is not None and self.objective.cv is not None:
+            raise ValueError("pruning follows one training curve; it does not work with objective.cv")
         if self.plot is not None:
             for key in (self.plot.x, self.plot.series):
                 if key is not None and key not in self.space:

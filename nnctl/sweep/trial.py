@@ -36,6 +36,9 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         # The sweep file named these plugins (and a resumed sweep was allowed them): the runner checked.
         registry.import_plugins(task["config"].get("plugins") or [], task.get("base_dir"))
         config = validate(task["config"], source=f"trial {task['trial']}")
+        if task["objective"].get("cv"):  # k folds under the trial's folder, scored by their mean
+            _cross_validate_and_score(task, config, record)
+            return _finish(record, started)
         experiment = build_experiment(config)
         run = RunDir.create_at(Path(task["run_dir"]))  # the runner removed any leftover of an interrupted attempt
         _train_and_score(task, experiment, run, record)
@@ -46,8 +49,44 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         record["traceback"] = traceback.format_exc()
     if record["status"] == "failed" and run is not None:
         run.mark_failed(record["error"], only_if_running=True)
+    return _finish(record, started)
+
+
+def _finish(record: dict, started: float) -> dict:
     record["seconds"] = round(time.time() - started, 3)
     return record
+
+
+def _cross_validate_and_score(task: dict, config, record: dict) -> None:
+    """objective.cv: every fold in turn (nnctl.train.crossval); the objective is the mean over the folds.
+    The trial's folder holds the folds and the trial's config.yaml (what best.yaml copies)."""
+    from nnctl.config import dump_config
+    from nnctl.train.crossval import cross_validate
+
+    objective = task["objective"]
+    stop = StopFlag(signum=worker.terminated)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop._handle) if in_main else None
+    try:
+        result = cross_validate(task["config"], objective["cv"], task["run_dir"], stop)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    RunDir(Path(task["run_dir"])).write_config(dump_config(config))
+    record.update(epochs=sum(f["epochs"] for f in result["folds"]), curve=[], folds=result["folds"])
+    if result["status"] != "completed":
+        record.update(status=result["status"], error=f"a fold ended {result['status']}")
+        return
+    metrics: dict[str, dict[str, float]] = {}
+    for key, value in result["mean"].items():
+        split, _, name = key.partition("_")
+        metrics.setdefault(split, {})[name] = value
+    record.update(status="completed", metrics=metrics)
+    value = metrics.get("val", {}).get(objective["metric"])
+    if value is None:
+        record.update(status="failed", error=f"objective {objective['metric']} is not reported by the folds")
+    else:
+        record["objective"] = float(value)
 
 
 def _train_and_score(task: dict, experiment: Experiment, run: RunDir, record: dict) -> None:

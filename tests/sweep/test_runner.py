@@ -135,3 +135,18 @@ def test_tpe_sweep_with_pruning_records_pruned_trials(sweep_file, tmp_path):
         if r["status"] == "pruned":
             assert r["epochs"] < 8 and summary["status"] == "interrupted"
     assert [r["status"] for r in rows(outcome)] == statuses
+
+
+def test_objective_cv_scores_each_trial_by_its_folds(sweep_file, tmp_path):
+    path = sweep_file("objective: {metric: accuracy, cv: 3}\nspace:\n  optimizer.lr: [0.01, 0.05]\n")
+    outcome = run(path, tmp_path)
+    assert outcome.status == "completed", [r.get("error") for r in outcome.records]
+    for record in outcome.records:
+        folds = record["folds"]
+        assert [f["fold"] for f in folds] == [0, 1, 2] and all(f["status"] == "completed" for f in folds)
+        assert record["objective"] == pytest.approx(sum(f["metrics"]["val_accuracy"] for f in folds) / 3)
+        for f in folds:  # each fold a normal run that knows its fold, under the trial's folder
+            assert (
+                f"fold: {f['fold']}"
+                in (outcome.path / record["run_dir"] / f"fold-{f['fold']}" / "config.yaml").read_text()
+            )
