@@ -45,8 +45,8 @@ class ColumnSpec(Params):
     type: ColumnType | None = Field(
         None, description="numeric, category (one-hot), binary (true/false, yes/no, 1/0) or ignore; inferred if unset."
     )
-    encoding: Literal["onehot"] = Field(
-        "onehot", description="How a category is encoded: onehot (embeddings of many-level columns: not yet)."
+    encoding: Literal["onehot", "embedding"] = Field(
+        "onehot", description="How a category is encoded: onehot (embedding: not implemented yet)."
     )
     max_levels: int = Field(
         30, ge=1, description="Category: keep the N most frequent training levels; rarer ones are folded into 'other'."
@@ -63,6 +63,11 @@ class ColumnSpec(Params):
 
     @model_validator(mode="after")
     def _fill_needs_constant(self) -> ColumnSpec:
+        if self.encoding == "embedding":
+            raise ValueError(
+                "encoding: embedding is not implemented yet; use onehot (max_levels keeps the most frequent "
+                "levels and folds the rest into 'other')"
+            )
         if self.fill_value is not None and self.impute != "constant":
             raise ValueError(f"fill_value is used only with impute: constant (impute is {self.impute})")
         return self

@@ -50,8 +50,9 @@ def assert_user_error(result, runs: Path, *fragments):
         ("{islnd: {type: category}}", ["data.source.columns: there is no column 'islnd'", "Did you mean 'island'"]),
         ("{island: {type: numeric}}", ["line 2, column 'island' holds 'Torgersen', which is not a number"]),
         ("{}", ["line 5, column 'bill_length_mm' is empty", "impute"]),  # row 4 of the data: no measurements
+        ("{island: {encoding: embedding}}", ["line 6: data.source.columns.island: encoding: embedding is not"]),
     ],
-    ids=["unknown-column", "category-declared-numeric", "blank-without-impute"],
+    ids=["unknown-column", "category-declared-numeric", "blank-without-impute", "embedding-not-yet"],
 )
 def test_bad_column_declarations_exit_2(tmp_path, columns, fragments):
     result = runner.invoke(app, ["train", str(penguins(tmp_path, columns)), "--runs-dir", str(tmp_path / "r"), "-q"])
