@@ -124,9 +124,10 @@ class RawTable:
 
 
 def _text(value: object) -> str:
-    if value is None:
+    """A cell as text: None, NaN (any float type) and pandas' NA / NaT are blank."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return ""
-    if isinstance(value, float) and np.isnan(value):
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
@@ -221,8 +222,11 @@ class TablePreprocessor:
                 uniq, counts = np.unique(kept, return_counts=True)
                 column.fill = float(uniq[np.argmax(counts)])  # ties: the smallest value, as scikit-learn
             elif spec.impute == "constant":
+                fill = spec.fill_value if spec.fill_value is not None else 0.0
+                if kind == "binary" and str(fill).strip().lower() in TRUE_TEXT | FALSE_TEXT:
+                    fill = 1.0 if str(fill).strip().lower() in TRUE_TEXT else 0.0
                 try:
-                    column.fill = float(spec.fill_value if spec.fill_value is not None else 0.0)
+                    column.fill = float(fill)
                 except ValueError:
                     raise DataError(
                         f"columns.{name}.fill_value: {spec.fill_value!r} is not a number, but '{name}' is {kind}."

@@ -147,3 +147,10 @@ def test_features_drop_and_several_regression_targets(tmp_path):
     assert data.task == "regression" and data.y.shape == (3, 2) and data.table.names == ["a", "b"]
     data = Csv(path=str(path), target="y1", features=["c", "a"]).load(None)
     assert data.table.names == ["c", "a"]
+
+
+def test_blank_cells_from_python_values_and_a_binary_constant_fill():
+    t = table({"b": [True, None, np.float32("nan"), False]}, {"b": {"impute": "constant", "fill_value": "yes"}})
+    prep = TablePreprocessor(t.specs).fit(t)
+    assert prep.columns[0].type == "binary"
+    np.testing.assert_array_equal(prep.encode(t)[:, 0], [1, 1, 1, 0])
