@@ -135,16 +135,19 @@ def _text(value: object) -> str:
 
 
 def _parse_numbers(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values with NaN where blank or not a number, mask of cells that are text, not numbers)."""
+    """(float64 values, NaN where blank, not finite (nan, inf: missing) or not a number; mask of text cells)."""
     values = np.full(len(text), np.nan)
     bad = np.zeros(len(text), dtype=bool)
     for i, cell in enumerate(text.tolist()):
         if cell == "":
             continue
         try:
-            values[i] = float(cell)
+            value = float(cell)
         except ValueError:
             bad[i] = True
+            continue
+        if np.isfinite(value):
+            values[i] = value
     return values, bad
 
 

@@ -154,3 +154,11 @@ def test_blank_cells_from_python_values_and_a_binary_constant_fill():
     prep = TablePreprocessor(t.specs).fit(t)
     assert prep.columns[0].type == "binary"
     np.testing.assert_array_equal(prep.encode(t)[:, 0], [1, 1, 1, 0])
+
+
+def test_inf_and_nan_text_are_missing_values():
+    t = RawTable(["a"], np.array([["1"], ["inf"], ["nan"], ["3"]]), "CSV file 'd.csv'", [2, 3, 4, 5])
+    with pytest.raises(DataError, match=r"line 3, column 'a' holds 'inf', which is not a finite number"):
+        TablePreprocessor().fit(t).encode(t)
+    prep = TablePreprocessor({"a": ColumnSpec(impute="mean")}).fit(t)
+    np.testing.assert_array_equal(prep.encode(t)[:, 0], [1, 2, 2, 3])
