@@ -208,9 +208,14 @@ def cv(
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """k-fold cross-validation of CONFIG: each fold a normal run under one cv folder; mean ± std per metric."""
+    """k-fold cross-validation of CONFIG: each fold a normal run under one cv folder; mean ± std per metric.
+    Exit 4 when a fold diverged; 130/143 when stopped (the finished folds are summarised)."""
+    import signal
+
     from nnctl.console import make_console, stdout_json
     from nnctl.cv import cv_table, run_cv
+    from nnctl.errors import EXIT_SOME_FAILED
+    from nnctl.train.trainer import StopFlag
 
     err = make_console(stderr=True)
 
@@ -219,7 +224,9 @@ def cv(
             shown = "  ".join(f"{k} {v:.4f}" for k, v in rec["metrics"].items())
             err.print(f"repeat {rec['repeat']} fold {rec['fold']}: {rec['status']}, {rec['epochs']} epochs  {shown}")
 
-    result = run_cv(config, set_ or [], folds, repeats, parallel, runs_dir, progress)
+    stop = StopFlag()
+    stop.install()
+    result = run_cv(config, set_ or [], folds, repeats, parallel, runs_dir, progress, stop)
     if json_:
         stdout_json(result.document())
     else:
@@ -228,6 +235,10 @@ def cv(
             console.width = max(console.width, 160)  # piped: one line per fold rather than squeezed cells
         console.print(cv_table(result))
         console.print(f"wrote {result.path / 'summary.json'} and {result.path / 'folds.csv'}")
+    if result.settings["status"] == "interrupted":
+        raise typer.Exit(code=EXIT_TERMINATED if stop.signum == signal.SIGTERM else EXIT_INTERRUPTED)
+    if result.settings["status"] == "some_failed":
+        raise typer.Exit(code=EXIT_SOME_FAILED)
 
 
 @app.command("eval")

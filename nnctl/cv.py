@@ -48,9 +48,13 @@ def run_cv(
     parallel: int = 1,
     runs_dir: str | Path | None = None,
     on_fold=None,
+    stop=None,
 ) -> CvResult:
     """Train every fold (in `parallel` worker processes), score each fold's last checkpoint on its
-    validation fold (and on the test split when the config has one), and summarise."""
+    validation fold (and on the test split when the config has one), and summarise.
+
+    `stop` (a StopFlag set by Ctrl-C or SIGTERM) stops the running folds at their next step (they are
+    recorded as interrupted), starts no more, and the summary says `status: interrupted`."""
     from nnctl.build import build_experiment
     from nnctl.config import load_config
 
@@ -68,35 +72,66 @@ def run_cv(
         for r, k in jobs
     ]
     records: list[dict[str, Any]] = []
+
+    def stopped() -> bool:
+        return stop is not None and stop.signum is not None
+
     if parallel == 1:
         for (r, k), task in zip(jobs, tasks, strict=True):
-            records.append({"repeat": r, "fold": k, **train_fold(*task)})
+            if stopped():
+                break
+            records.append(
+                {"repeat": r, "fold": k, **crossval.train_fold(load_config(task[0], task[1]), task[2], stop)}
+            )
             if on_fold:
                 on_fold(records[-1])
     else:
+        from concurrent.futures import wait
+
         from nnctl.sweep.executors import ProcessExecutor
 
         executor = ProcessExecutor(min(parallel, len(tasks)), preload="nnctl.cv")
         try:
             futures = [executor.submit(train_fold, *task) for task in tasks]
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=0.25)
+                if stopped():
+                    executor.stop_running()  # running folds stop at their next step
+                    executor.shutdown(wait=True, cancel_futures=True)
+                    break
             for (r, k), future in zip(jobs, futures, strict=True):
+                if future.cancelled():
+                    continue
                 records.append({"repeat": r, "fold": k, **future.result()})
                 if on_fold:
                     on_fold(records[-1])
         finally:
             executor.shutdown()
-    mean, std = crossval.summarize(records)
+    mean, std = crossval.summarize([rec for rec in records if rec["status"] == "completed"])
     settings = {"config": str(config_path), "overrides": overrides, "folds": folds, "repeats": repeats}
+    status = "interrupted" if stopped() else "completed"
+    if status == "completed" and any(rec["status"] != "completed" for rec in records):
+        status = "some_failed"  # a fold diverged
+    settings["status"] = status
     result = CvResult(path, records, mean, std, settings)
     _write_summary(result)
     return result
 
 
 def train_fold(config_path: str, overrides: list[str], path: str) -> dict[str, Any]:
-    """One fold (in a worker process): its config from the file and overrides, trained and scored."""
-    from nnctl.config import load_config
+    """One fold in a worker process: its config from the file and overrides, trained and scored; SIGTERM
+    (the parent's stop_running) stops it at the next step."""
+    import signal
+    import threading
 
-    return crossval.train_fold(load_config(config_path, overrides), path)
+    from nnctl.config import load_config
+    from nnctl.sweep import worker
+    from nnctl.train.loop import StopFlag
+
+    stop = StopFlag(signum=worker.terminated)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop._handle)
+    return crossval.train_fold(load_config(config_path, overrides), path, stop)
 
 
 def _create_cv_dir(parent: Path) -> Path:

@@ -92,3 +92,30 @@ def test_parallel_folds_give_the_same_scores_as_serial(tmp_path):
     serial = json.loads(runner.invoke(app, [*base, "--runs-dir", str(tmp_path / "a")]).stdout)
     parallel = json.loads(runner.invoke(app, [*base, "--parallel", "2", "--runs-dir", str(tmp_path / "b")]).stdout)
     assert [f["metrics"] for f in serial["folds"]] == [f["metrics"] for f in parallel["folds"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_ctrl_c_stops_the_folds_and_still_writes_the_summary(tmp_path, parallel):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "nnctl.cli", "cv", str(PENGUINS), "--set", "train.epochs=100000", "-q"]
+    args += ["--parallel", str(parallel), "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    )
+    deadline = time.time() + 60
+    while not list(tmp_path.rglob("fold-*/metrics.csv")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    summary = json.loads(next(tmp_path.rglob("cv-*/summary.json")).read_text())
+    assert summary["status"] == "interrupted" and summary["folds"]
+    assert all(f["status"] == "interrupted" for f in summary["folds"])
+    for fold in summary["folds"]:
+        assert json.loads((Path(fold["run_dir"]) / "summary.json").read_text())["status"] == "interrupted"
