@@ -135,6 +135,7 @@ SOURCE_CASES = {
 Y_CLASSES = np.array([0, 1, 2, 1])
 ONE_HOT = np.eye(3)[Y_CLASSES]
 Y_VALUES = np.array([[0.5], [1.5], [-2.0], [3.0]])
+Y_LABELS = np.array([[1, 0], [0, 0], [1, 1], [0, 1]])  # multilabel: one 0/1 column per label
 METRIC_CASES = {
     "accuracy": ({}, 1.0),
     "precision": ({}, 1.0),
@@ -146,6 +147,8 @@ METRIC_CASES = {
     "rmse": ({}, 0.0),
     "mae": ({}, 0.0),
     "r2": ({}, 1.0),
+    "label_accuracy": ({}, 1.0),
+    "subset_accuracy": ({}, 1.0),
 }
 
 # --- callbacks: each runs in a short training (4 epochs, a run directory) where its effect shows -------
@@ -343,6 +346,9 @@ def test_metric_perfect_predictions_score_best(name):
         perfect = metric(Y_CLASSES, Y_CLASSES, ONE_HOT)
         # every other class more probable than the true one: wrong for top-2 too
         worse = metric(Y_CLASSES, (Y_CLASSES + 1) % 3, (1 - ONE_HOT) / 2)
+    elif metric.task == "multilabel":
+        perfect = metric(Y_LABELS, Y_LABELS)
+        worse = metric(Y_LABELS, 1 - Y_LABELS)
     else:
         perfect = metric(Y_VALUES, Y_VALUES)
         worse = metric(Y_VALUES, Y_VALUES + 1.0)
