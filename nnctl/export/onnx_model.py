@@ -168,6 +168,13 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
     """The ONNX ModelProto of an opened run (not yet checked or written)."""
     from nnctl import __version__
 
+    if getattr(experiment, "table", None) is not None:
+        raise ExportError(
+            f"run {run_name or experiment.config.name} reads a table (typed columns, imputation, one-hot categories: "
+            "data.source columns/drop/features, or text and blank cells); nnctl export does not put that encoding "
+            "into the ONNX graph yet, and a graph over the encoded features would silently expect inputs nobody "
+            "has. Use nnctl predict, nnctl serve or nnctl.load_run for this run."
+        )
     g = Graph(opset)
     onnx = g.onnx
     config = experiment.config

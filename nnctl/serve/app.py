@@ -41,11 +41,12 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    records: list[dict[str, float]] | None = Field(
+    records: list[dict[str, float | str | bool | None]] | None = Field(
         None,
         min_length=1,
         description="Samples by column name, as the columns of `nnctl predict`'s CSV (see GET /metadata "
-        "inputs.names); other keys are ignored.",
+        "inputs.names); other keys are ignored. Numbers, or for a table run also text, booleans and null "
+        "(a blank cell).",
     )
     inputs: list[Any] | None = Field(
         None,
@@ -172,6 +173,8 @@ class Service:
                     f"this run's samples have shape {tuple(p.input_shape)}, not named columns; send 'inputs' arrays.",
                 )
             for i, record in enumerate(request.records):
+                if p.table is None:
+                    self._numbers_only(record, i)  # a table run takes text and blanks; others numbers
                 chosen = names
                 if p.playground and not all(n in record for n in names) and all(n in record for n in p.feature_names):
                     chosen = p.feature_names  # the computed features by name, as predict's CSV allows
@@ -195,6 +198,18 @@ class Service:
         return self._guard(["inputs"], lambda: p.from_array(array, "inputs"))
 
     @staticmethod
+    def _numbers_only(record: dict, i: int) -> None:
+        from pydantic import TypeAdapter, ValidationError
+
+        number = TypeAdapter(float)
+        for key, value in record.items():
+            try:
+                record[key] = number.validate_python(value)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                raise _unprocessable(["records", i, key], error["msg"], error["type"]) from None
+
+    @staticmethod
     def _guard(loc: list, fn):
         try:
             return fn()
@@ -209,6 +224,13 @@ class Service:
             out = self._guard([field], lambda: p.outputs(raw, field))
         answer: dict[str, Any] = {"samples": int(len(out))}
         labels = p.labels(out)
+        if p.task == "multilabel":  # one 0/1 per label (and each label's own probability)
+            answer["labels"] = p.target_names
+            answer["predictions"] = labels.tolist()
+            if request.probabilities:
+                proba = p.probabilities(out)
+                answer["probabilities"] = [dict(zip(p.target_names, map(float, row), strict=True)) for row in proba]
+            return answer
         if p.task == "regression":
             values = labels.reshape(len(labels), -1)
             answer["targets"] = p.target_names

@@ -180,3 +180,24 @@ def test_a_multilabel_target_that_is_not_0_1_names_the_row(tmp_path):
     (tmp_path / "m.csv").write_text("a,p,q\n1,0,1\n2,1,maybe\n")
     with pytest.raises(DataError, match=r"target 'p, q' holds 'maybe' at line 3 of .*m.csv' \(label 2\)"):
         Csv(path=str(tmp_path / "m.csv"), target=["p", "q"], task="multilabel").load(None)
+
+
+def test_export_refuses_a_table_run_with_a_message(tmp_path):
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(CONFIGS / "penguins.yaml"),
+            "--runs-dir",
+            str(tmp_path),
+            "-q",
+            "--json",
+            "--set",
+            "train.epochs=1",
+        ],
+    )
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    exported = runner.invoke(app, ["export", str(run_dir)])
+    assert exported.exit_code == 2 and "reads a table" in exported.output and "nnctl serve" in exported.output
+    assert "Traceback" not in exported.output and not (run_dir / "export").exists()
