@@ -216,6 +216,8 @@ class _NNEstimator(BaseEstimator):
         from nnctl.data.tabular import RawTable, TableParams, select_columns
 
         params = source if isinstance(source, TableParams) else TableParams()
+        # X is often given without the columns a config drops (the target's twin): nothing to drop then.
+        params = params.model_copy(update={"drop": [c for c in params.drop if c in names]})
         keep = select_columns(names, [], params, "X") if params.declares_table() else names
         columns = {n: X[:, names.index(n)] for n in keep}
         table = RawTable.from_columns(columns, "X")

@@ -70,3 +70,12 @@ def test_several_regression_targets():
     Y = np.stack([X[:, 0] + X[:, 1], X[:, 2] * 2], axis=1)
     model = NNRegressor(epochs=60).fit(X, Y)
     assert model.predict(X).shape == (200, 2) and model.score(X, Y) > 0.95
+
+
+def test_columns_a_config_drops_may_already_be_gone_from_x():
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(ROOT / "datasets" / "titanic.csv")
+    X, y = df.drop(columns=["survived", "alive"]), df["survived"]  # titanic.yaml drops alive, class, embark_town
+    model = NNClassifier(str(ROOT / "configs" / "titanic.yaml"), epochs=3).fit(X, y)
+    assert "class=First" not in model.checkpoint_.meta["feature_names"]  # class was still dropped
+    assert set(model.predict(X.iloc[:10])) <= {0, 1}
