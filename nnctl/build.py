@@ -78,22 +78,27 @@ class Experiment:
         """(N, K) class probabilities from network outputs (classification losses only)."""
         return self.loss.probabilities(out)
 
-    def evaluate(self, split: str, extra: Sequence = (), batch_size: int = 1024) -> dict[str, float]:
+    def evaluate(self, split: str, extra: Sequence = (), batch_size: int = 1024, comm=None) -> dict[str, float]:
         """Loss and metrics on one split, in eval mode, streamed over batches (no split-sized outputs).
 
         `extra` are more streaming accumulators (reset/update(y, pred, proba)), e.g. a confusion
-        matrix, fed in the same pass; the caller reads their result()."""
+        matrix, fed in the same pass; the caller reads their result(). With a data-parallel `comm`
+        (nnctl.parallel, more than one rank) each rank scores its contiguous shard and the running
+        sums (loss, confusion matrices, residual sums) are merged in rank order, so every rank gets
+        the values of the whole split."""
         data = self.splits[split]
         n = len(data)
         if n == 0:
             return {}
+        parallel = comm is not None and comm.size > 1
+        lo, hi = (n * comm.rank // comm.size, n * (comm.rank + 1) // comm.size) if parallel else (0, n)
         accumulators = [*self.metrics.values(), *extra]
         need_proba = any(getattr(m, "needs_proba", False) for m in accumulators)
         for metric in accumulators:
             metric.reset()
         loss_sum = 0.0
-        for start in range(0, n, batch_size):
-            rows = slice(start, start + batch_size)
+        for start in range(lo, hi, batch_size):
+            rows = slice(start, min(start + batch_size, hi))
             out = self.network.forward(data.x[rows], training=False)
             loss_sum += self.loss.forward(out, data.y[rows]) * len(out)  # batch mean -> sum
             self.loss._cache = None
@@ -101,6 +106,15 @@ class Experiment:
             proba = self.probabilities(out) if need_proba else None
             for metric in accumulators:
                 metric.update(data.y_true[rows], pred, proba)
+        if parallel:
+            gathered = comm.allgather((loss_sum, [metric.state() for metric in accumulators]))
+            loss_sum = 0.0
+            for metric in accumulators:
+                metric.reset()
+            for rank_loss, states in gathered:
+                loss_sum += rank_loss
+                for metric, state in zip(accumulators, states, strict=True):
+                    metric.merge(state)
         results = {"loss": loss_sum / n}
         for column, metric in self.metrics.items():
             results[column] = metric.result()

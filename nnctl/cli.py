@@ -145,14 +145,21 @@ def train(
             "--threads", help="BLAS threads: auto or a number (same as --set train.threads=...).", show_default=False
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Train on N processes of this machine: data-parallel over MPI (extra nnctl[mpi]); "
+            "train.batch_size stays the global batch. On a cluster start `mpiexec -n N nnctl train ...` instead.",
+            show_default=False,
+        ),
+    ] = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Train the experiment in CONFIG (writes runs/<name>/<stamp>/), or continue one with --resume RUN_DIR."""
-    from nnctl.console import ConsoleReporter, make_console, stdout_json
-    from nnctl.errors import DivergedError, NnctlError
-    from nnctl.session import resume_training, run_training
-    from nnctl.train.trainer import StopFlag
+    from nnctl.errors import NnctlError
+    from nnctl.parallel import world_size
 
     if (config is None) == (resume is None):
         raise NnctlError("give either a CONFIG file to train or --resume RUN_DIR to continue a run (not both).")
@@ -162,15 +169,72 @@ def train(
         )
     if threads is not None:
         set_ = [*(set_ or []), f"train.threads={threads}"]
+    if workers is not None:
+        if workers < 1:
+            raise NnctlError(f"--workers must be at least 1, got {workers}.")
+        if world_size() > 1:
+            raise NnctlError(
+                f"--workers: this process already runs in an MPI world of {world_size()} ranks; "
+                "start it without --workers (mpiexec -n N nnctl train ...)."
+            )
+    if workers is not None and workers > 1:
+        from nnctl.parallel import launch
+
+        args = ["train", *([str(config)] if config is not None else [])]
+        args += [part for value in set_ or [] for part in ("--set", value)]
+        args += ["--resume", str(resume)] if resume is not None else []
+        args += ["--runs-dir", str(runs_dir)] if runs_dir is not None else []
+        flags = {"--allow-plugins": allow_plugins, "--quiet": quiet, "--json": json_, "--debug": debug}
+        args += [flag for flag, on in flags.items() if on]
+        raise typer.Exit(code=launch(workers, args))
+    _train_here(config, set_ or [], resume, allow_plugins, runs_dir, quiet, json_)
+
+
+def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_) -> None:
+    """`nnctl train` in this process: alone, or as one rank of an MPI world (rank 0 prints and writes)."""
+    from nnctl.console import ConsoleReporter, make_console, print_error, stdout_json
+    from nnctl.errors import DivergedError, NnctlError
+    from nnctl.parallel import world
+    from nnctl.session import resume_training, run_training
+    from nnctl.train.trainer import StopFlag
+
+    comm = world()
+    first = comm.rank == 0
     console = make_console(stderr=json_)
-    reporter = None if quiet else ConsoleReporter(console)
+    reporter = None if quiet or not first else ConsoleReporter(console)
     stop = StopFlag()
     stop.install()
-    if resume is not None:
-        result = resume_training(resume, reporter=reporter, stop=stop, allow_plugins=allow_plugins)
-    else:
-        result = run_training(config, set_ or [], runs_dir=runs_dir, reporter=reporter, stop=stop)
-    if json_:
+    if comm.size > 1 and first and not quiet:
+        from collections import Counter
+
+        hosts = ", ".join(f"{host} x{count}" for host, count in Counter(comm.hosts).items())
+        console.print(f"data-parallel: {comm.size} workers ({hosts}); global batch = train.batch_size")
+    try:
+        if resume is not None:
+            note = (lambda text: console.print(f"[yellow]note:[/] {text}")) if not quiet else None
+            result = resume_training(
+                resume, reporter=reporter, stop=stop, allow_plugins=allow_plugins, comm=comm, notify=note
+            )
+        else:
+            result = run_training(config, set_, runs_dir=runs_dir, reporter=reporter, stop=stop, comm=comm)
+    except Exception as exc:
+        if comm.size == 1:
+            raise
+        code = getattr(exc, "exit_code", EXIT_BUG)
+        if getattr(exc, "agreed", False):  # every rank failed the same way: rank 0 says it once
+            if first:
+                raise
+            raise typer.Exit(code=code) from None
+        # This rank failed alone (a bug, a full disk): say which, then stop every rank instead of hanging.
+        if isinstance(exc, NnctlError):
+            print_error(f"rank {comm.rank} ({comm.hosts[comm.rank]}): {exc}")
+        else:
+            import traceback
+
+            sys.stderr.write(f"rank {comm.rank} ({comm.hosts[comm.rank]}) failed:\n{traceback.format_exc()}")
+        comm.abort(code)
+        raise
+    if json_ and first:
         stdout_json(
             {
                 "run_dir": str(result.run_dir),
@@ -181,9 +245,12 @@ def train(
                 "final": result.final,
                 "best": result.best,
                 "stop_reason": result.stop_reason,
+                **({"workers": comm.size} if comm.size > 1 else {}),
             }
         )
     if result.status == "diverged":
+        if not first:
+            raise typer.Exit(code=DivergedError.exit_code)
         raise DivergedError(
             f"training diverged (loss became NaN or Inf); the last good checkpoint is kept in {result.run_dir}."
         )

@@ -50,6 +50,14 @@ class Metric(Component):
     def result(self) -> float:
         raise NotImplementedError
 
+    def state(self) -> tuple:
+        """The running sums, as plain values (what a data-parallel evaluation sends to the other ranks)."""
+        raise NotImplementedError
+
+    def merge(self, state: tuple) -> None:
+        """Add another accumulator's `state()` (another shard of the same split) to this one."""
+        raise NotImplementedError
+
     def __call__(self, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None = None) -> float:
         """The metric over whole arrays (one batch); classes are inferred when prepare() was not called."""
         if self.task == "classification" and self.num_classes is None:
@@ -82,6 +90,12 @@ class ConfusionMatrix:
     def result(self) -> np.ndarray:
         return self.counts.copy()
 
+    def state(self) -> tuple:
+        return (self.counts.copy(),)
+
+    def merge(self, state: tuple) -> None:
+        self.counts += state[0]
+
 
 def per_class(counts: np.ndarray) -> dict[str, np.ndarray]:
     """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined:
@@ -109,6 +123,12 @@ class _FromConfusion(Metric):
 
     def update(self, y, pred, proba=None):
         self.matrix.update(y, pred)
+
+    def state(self):
+        return self.matrix.state()
+
+    def merge(self, state):
+        self.matrix.merge(state)
 
     def result(self) -> float:
         counts = self.matrix.counts
@@ -195,6 +215,13 @@ class TopKAccuracy(Metric):
     def result(self):
         return self.hits / self.count if self.count else NAN
 
+    def state(self):
+        return self.hits, self.count
+
+    def merge(self, state):
+        self.hits += state[0]
+        self.count += state[1]
+
 
 @METRICS.register("log_loss")
 class LogLoss(Metric):
@@ -218,6 +245,13 @@ class LogLoss(Metric):
     def result(self):
         return self.total / self.count if self.count else NAN
 
+    def state(self):
+        return self.total, self.count
+
+    def merge(self, state):
+        self.total += state[0]
+        self.count += state[1]
+
 
 # --- regression: running sums per target ------------------------------------------------------
 
@@ -237,6 +271,14 @@ class _Residuals(Metric):
         self.count += flat.size
         self.squared += float(flat @ flat)
         self.absolute += float(np.sum(np.abs(flat)))
+
+    def state(self):
+        return self.count, self.squared, self.absolute
+
+    def merge(self, state):
+        self.count += state[0]
+        self.squared += state[1]
+        self.absolute += state[2]
 
 
 @METRICS.register("mse")
@@ -279,12 +321,15 @@ class R2(Metric):
     def update(self, y, pred, proba=None):
         y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)  # (B, T)
         pred = np.asarray(pred, dtype=np.float64).reshape(len(y), -1)
-        b = len(y)
-        if b == 0:
+        if len(y) == 0:
             return
         mean_b = y.mean(axis=0)
-        m2_b = ((y - mean_b) ** 2).sum(axis=0)
-        res = ((y - pred) ** 2).sum(axis=0)
+        self._combine(len(y), mean_b, ((y - mean_b) ** 2).sum(axis=0), ((y - pred) ** 2).sum(axis=0))
+
+    def _combine(self, b, mean_b, m2_b, res) -> None:
+        """Chan's pairwise update with a part of b samples (its mean, squared deviations, squared residuals)."""
+        if b == 0:
+            return
         if self.n == 0:
             self.mean, self.m2, self.ss_res = mean_b, m2_b, res
         else:
@@ -294,6 +339,12 @@ class R2(Metric):
             self.mean = self.mean + delta * (b / total)
             self.ss_res = self.ss_res + res
         self.n += b
+
+    def state(self):
+        return self.n, self.mean, self.m2, self.ss_res
+
+    def merge(self, state):
+        self._combine(*state)
 
     def result(self):
         if self.n < 2:

@@ -12,10 +12,11 @@ from nnctl.build import build_experiment, build_network, load_dataset, split_row
 from nnctl.config import dump_config, load_config, load_config_detailed, value_sources
 from nnctl.data.tabular import fit_table
 from nnctl.errors import ConfigError, NnctlError
+from nnctl.parallel import SingleProcess, agree, note_run_dir
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.reopen import check_resumable, open_run
 from nnctl.runs.rundir import RunDir
-from nnctl.train.trainer import Reporter, Resume, StopFlag, TrainResult, train
+from nnctl.train.trainer import Reporter, Resume, StopFlag, TrainResult, check_workers, train
 from nnctl.yamlio import dump_yaml
 
 
@@ -25,11 +26,21 @@ def run_training(
     runs_dir: str | Path | None = None,
     reporter: Reporter | None = None,
     stop: StopFlag | None = None,
+    comm=None,
 ) -> TrainResult:
-    config = load_config(config_path, overrides)
-    experiment = build_experiment(config)  # every data/shape error surfaces before a run dir exists
-    run = RunDir.create(runs_dir or config.output.runs_dir, config.name)
-    return _train_marking_failures(experiment, run, reporter, stop)
+    """Train a config into a new run directory. With a data-parallel `comm` (nnctl.parallel) every rank
+    calls this; rank 0 alone creates and writes the run directory."""
+    comm = comm or SingleProcess()
+
+    def prepare():
+        config = load_config(config_path, overrides)
+        experiment = build_experiment(config)  # every data/shape error surfaces before a run dir exists
+        check_workers(experiment, comm.size)
+        run = RunDir.create(runs_dir or config.output.runs_dir, config.name) if comm.rank == 0 else None
+        return experiment, run
+
+    experiment, run = agree(comm, prepare)
+    return _train_marking_failures(experiment, run, reporter, stop, comm=comm)
 
 
 def resume_training(
@@ -37,32 +48,55 @@ def resume_training(
     reporter: Reporter | None = None,
     stop: StopFlag | None = None,
     allow_plugins: bool = False,
+    comm=None,
+    notify=None,
 ) -> TrainResult:
-    """Continue a run from checkpoints/last.npz in the same directory, exactly as if never stopped."""
-    opened = open_run(run_dir, "last", allow_plugins)
-    state = check_resumable(opened)
-    experiment = opened.experiment(with_optimizer=True)
-    if state["epoch"] >= experiment.config.train.epochs:
-        raise NnctlError(
-            f"{run_dir} already completed all {state['epoch']} epochs; nothing to resume. "
-            "To train longer, start a new run from its config.yaml with --set train.epochs=N."
+    """Continue a run from checkpoints/last.npz in the same directory, exactly as if never stopped.
+
+    Under MPI every rank reads the run directory (a shared file system across machines); a run
+    continued on another number of workers than it was trained on says so through `notify`."""
+    comm = comm or SingleProcess()
+
+    def prepare():
+        opened = open_run(run_dir, "last", allow_plugins)
+        state = check_resumable(opened)
+        experiment = opened.experiment(with_optimizer=True)
+        check_workers(experiment, comm.size)
+        if state["epoch"] >= experiment.config.train.epochs:
+            raise NnctlError(
+                f"{run_dir} already completed all {state['epoch']} epochs; nothing to resume. "
+                "To train longer, start a new run from its config.yaml with --set train.epochs=N."
+            )
+        resume = Resume(state, seconds=float(opened.run.read_summary().get("seconds") or 0.0))
+        best_epoch = (state.get("best") or {}).get("epoch")
+        if best_epoch is not None and opened.run.has_checkpoint("best"):
+            best = Checkpoint.load(opened.run.checkpoint_path("best"))
+            if best.epoch == best_epoch:  # otherwise a kill fell between the two writes: best restarts from here
+                resume.best_params, resume.best_buffers = best.flat_params(experiment.network), best.buffers
+        return experiment, resume, state
+
+    experiment, resume, state = agree(comm, prepare)
+    trained_on = int(state.get("workers") or 1)
+    if trained_on != comm.size and notify is not None and comm.rank == 0:
+        notify(
+            f"this run was trained on {trained_on} worker(s) and continues on {comm.size}: the result equals an "
+            f"uninterrupted {trained_on}-worker run up to rounding, except for per-rank random draws (dropout, "
+            "noise, augmentation), which follow the new workers' streams."
         )
-    resume = Resume(state, seconds=float(opened.run.read_summary().get("seconds") or 0.0))
-    best_epoch = (state.get("best") or {}).get("epoch")
-    if best_epoch is not None and opened.run.has_checkpoint("best"):
-        best = Checkpoint.load(opened.run.checkpoint_path("best"))
-        if best.epoch == best_epoch:  # otherwise a kill fell between the two writes: best restarts from here
-            resume.best_params, resume.best_buffers = best.flat_params(experiment.network), best.buffers
-    run = RunDir.resume(opened.path, state["epoch"])
-    return _train_marking_failures(experiment, run, reporter, stop, resume)
+    run = RunDir.resume(Path(run_dir), state["epoch"]) if comm.rank == 0 else None
+    return _train_marking_failures(experiment, run, reporter, stop, resume, comm=comm)
 
 
-def _train_marking_failures(experiment, run: RunDir, reporter, stop, resume: Resume | None = None) -> TrainResult:
+def _train_marking_failures(
+    experiment, run: RunDir | None, reporter, stop, resume: Resume | None = None, comm=None
+) -> TrainResult:
+    if run is not None:
+        note_run_dir(run.path)
     try:
-        return train(experiment, run, reporter, stop, resume)
+        return train(experiment, run, reporter, stop, resume, comm=comm or SingleProcess())
     except BaseException as exc:
         # A crash mid-run must not leave a directory that looks like a finished run.
-        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        if run is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             run.mark_failed(f"{type(exc).__name__}: {exc}")
         raise
 

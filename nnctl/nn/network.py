@@ -76,13 +76,14 @@ class Network:
         for i, layer in enumerate(self.layers):
             yield from walk(layer, f"{i}.")
 
-    def start_epoch(self, seed: int, epoch: int, stream: int) -> None:
-        """Give every stochastic layer its Generator for this epoch (a pure function of seed, epoch, layer)."""
+    def start_epoch(self, seed: int, epoch: int, stream: int, more: tuple[int, ...] = ()) -> None:
+        """Give every stochastic layer its Generator for this epoch (a pure function of seed, epoch, layer
+        and `more`: the rank of a data-parallel process, empty with one process)."""
         if not self._stochastic:
             return
         for k, (_, layer) in enumerate(self.all_layers()):
             if layer.stochastic:
-                layer.rng = rng_for(seed, stream, epoch, k)
+                layer.rng = rng_for(seed, stream, epoch, k, *more)
 
     def named_buffers(self) -> dict[str, np.ndarray]:
         return {f"{prefix}{key}": value for prefix, layer in self.all_layers() for key, value in layer.buffers.items()}

@@ -70,6 +70,17 @@ class BatchNorm(_Affine):
             description="Share of the old running statistic kept at each step (Keras convention; PyTorch's momentum is 1 - this).",
         )
         eps: float = Field(1e-5, gt=0, description="Added to the variance for stability.")
+        sync: bool = Field(
+            False,
+            description="With data-parallel workers (nnctl train --workers N): batch statistics over the global batch "
+            "of all ranks, as SyncBatchNorm (two Allreduces forward, one backward). Default: each rank's own slice, "
+            "as PyTorch DDP. One process: no effect.",
+        )
+
+    def setup(self):
+        super().setup()
+        self.comm = None  # set by the trainer for sync layers in a data-parallel world (allreduce, size)
+        self._counts: tuple[int, float] | None = None
 
     def _build(self, input_shape, rng):
         channels = _check_rank(self, input_shape)
@@ -78,11 +89,32 @@ class BatchNorm(_Affine):
         self.buffers["running_var"] = np.ones(channels, dtype=self.dtype)
         return input_shape
 
+    def _synced(self) -> bool:
+        return self.comm is not None and self.comm.size > 1
+
     def _batch_stats(self, x3: np.ndarray):
+        if self._synced():
+            return self._global_stats(x3)
         mean = x3.mean(axis=(0, 2))
         xc = x3 - mean[:, None]
         var = (xc * xc).mean(axis=(0, 2))
         return mean, var, xc
+
+    def _global_stats(self, x3: np.ndarray):
+        """Mean and (biased) variance over the global batch: sums and count, then squared deviations, summed
+        over the ranks in float64 (two passes, as the one-process statistics)."""
+        channels, local = x3.shape[1], x3.shape[0] * x3.shape[2]
+        buf = np.empty(channels + 1)
+        buf[:channels] = x3.sum(axis=(0, 2), dtype=np.float64)
+        buf[channels] = local
+        self.comm.allreduce(buf)
+        count = buf[channels]
+        mean = (buf[:channels] / count).astype(self.dtype)
+        xc = x3 - mean[:, None]
+        squares = (xc * xc).sum(axis=(0, 2), dtype=np.float64)
+        self.comm.allreduce(squares)
+        self._counts = (local, count)
+        return mean, (squares / count).astype(self.dtype), xc
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         m = self.momentum
@@ -101,14 +133,37 @@ class BatchNorm(_Affine):
         mean, var, xc = self._batch_stats(x3)
         inv = 1 / np.sqrt(var + self.dtype.type(self.eps))
         xhat = xc * inv[:, None]
-        self._update_running(mean, var, x3.shape[0] * x3.shape[2])
+        self._update_running(mean, var, int(self._counts[1]) if self._synced() else x3.shape[0] * x3.shape[2])
         self._cache = (xhat, inv[:, None])
         return self._scale_shift(xhat, x.shape)
 
     def backward(self, dy):
         xhat, inv = self._take_cache()
         dxhat = self._affine_backward(dy, xhat)
+        if self._synced():
+            return self._global_backward(dxhat, xhat, inv).reshape(dy.shape)
         return _normalize_backward(dxhat, xhat, inv, (0, 2)).reshape(dy.shape)
+
+    def _global_backward(self, dxhat: np.ndarray, xhat: np.ndarray, inv: np.ndarray) -> np.ndarray:
+        """_normalize_backward with the sums over the global batch. This rank's dxhat is the gradient of
+        its own slice's mean loss; the trainer later weights its parameter gradients by w = local / global
+        count, so the sums are taken in global units (x w) and the result returned in this rank's (/ w)."""
+        local, count = self._counts
+        w = local / count
+        channels = dxhat.shape[1]
+        buf = np.empty(2 * channels)
+        buf[:channels] = dxhat.sum(axis=(0, 2), dtype=np.float64)
+        buf[channels:] = (dxhat * xhat).sum(axis=(0, 2), dtype=np.float64)
+        buf *= w
+        self.comm.allreduce(buf)
+        buf /= w
+        total = buf[:channels, None].astype(self.dtype)
+        proj = buf[channels:, None].astype(self.dtype)
+        m = self.dtype.type(count)
+        return (dxhat * m - total - xhat * proj) * (inv / m)
+
+    def describe(self) -> str:
+        return "batch_norm(sync)" if getattr(self, "sync", False) else self.name
 
 
 @LAYERS.register("batch_renorm")

@@ -25,6 +25,7 @@ objects (the experiment, the best-weights keeper, the reporter), so they keep th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -344,6 +345,8 @@ class SummaryWriter(Callback):
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(loop.started)),
             "monitor": self.monitor,
             "parameters": self.experiment.network.param_count,
+            "workers": loop.comm.size,  # data-parallel ranks (nnctl train --workers N, mpiexec)
+            "hosts": dict(Counter(loop.comm.hosts)),  # ranks per machine
             "versions": versions(),
         }
         if loop.resumed:
@@ -363,6 +366,8 @@ class SummaryWriter(Callback):
         )
         if result.stop_reason:
             self.summary["stop_reason"] = result.stop_reason
+        if loop.comm.size > 1:  # rank 0's time in the per-step Allreduce (waiting for slower ranks included)
+            self.summary["allreduce_seconds"] = round(loop.comm.reduce_seconds, 3)
         if loop.threads is not None:
             self.summary["threads"] = loop.threads.summary()
         if result.status == "diverged":

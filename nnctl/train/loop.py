@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nnctl.config import dump_config
+from nnctl.parallel import SingleProcess
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.rundir import RunDir
 from nnctl.version import versions
@@ -66,6 +67,11 @@ class Loop:
     threads: Any = None  # the BLAS thread choice (threads.ThreadChoice), set by the Threads callback
     history: list[dict[str, Any]] = field(default_factory=list)
     result: TrainResult | None = None
+    comm: Any = field(default_factory=SingleProcess)  # nnctl.parallel: rank, size, hosts of the world
+
+    @property
+    def workers(self) -> int:
+        return self.comm.size
 
     @property
     def seconds(self) -> float:
@@ -81,6 +87,8 @@ class Loop:
 
     def train_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "step": self.step, **TRAIN_STATE_DEFAULTS}
+        if self.comm.size > 1:  # absent with one process: those checkpoints stay as they were
+            state["workers"] = self.comm.size
         named = {}
         for cb, key in zip(self.callbacks, self._state_keys(), strict=True):
             if key is None:

@@ -18,10 +18,14 @@ import numpy as np
 from nnctl import registry
 from nnctl.build import Experiment
 from nnctl.config import dump_config
+from nnctl.errors import ConfigError
+from nnctl.parallel import SingleProcess, shard
 from nnctl.rng import STREAM_AUGMENT, STREAM_LAYERS, STREAM_SHUFFLE, rng_for
 from nnctl.runs.rundir import RunDir
 from nnctl.train.callbacks import Callback, Progress, standard_callbacks
 from nnctl.train.loop import Loop, StopFlag, TrainResult
+
+SINGLE = SingleProcess()
 
 __all__ = ["Loop", "Reporter", "Resume", "StopFlag", "TrainResult", "epoch_order", "run_epoch", "train"]
 
@@ -50,8 +54,16 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
     return rng_for(seed, STREAM_SHUFFLE, epoch).permutation(n)
 
 
-def run_epoch(experiment: Experiment, epoch: int, schedule, base_lr: float, stop: StopFlag) -> tuple[str, dict]:
-    """One epoch of mini-batch steps: ("completed" | "diverged" | "interrupted", the epoch's sums)."""
+def run_epoch(
+    experiment: Experiment, epoch: int, schedule, base_lr: float, stop: StopFlag, comm=SINGLE
+) -> tuple[str, dict]:
+    """One epoch of mini-batch steps: ("completed" | "diverged" | "interrupted", the epoch's sums).
+
+    Under MPI (`comm.size` > 1) every rank walks the same order and takes its contiguous slice of
+    each global batch of train.batch_size; its gradient (a mean over its slice) is scaled by
+    n_local / n_global and summed over the ranks with one Allreduce, so the update is the
+    one-process update on the global batch. Penalties are added after the Allreduce (once), to
+    the same weights on every rank. With one process nothing is scaled and the streams are today's."""
     cfg = experiment.config
     net, loss_fn, opt = experiment.network, experiment.loss, experiment.optimizer
     x_all, y_all = experiment.splits["train"].x, experiment.splits["train"].y
@@ -59,20 +71,30 @@ def run_epoch(experiment: Experiment, epoch: int, schedule, base_lr: float, stop
     steps_per_epoch = math.ceil(n / batch_size)
     constant_lr = cfg.schedule.type == "constant" and schedule.warmup_epochs == 0
     order = epoch_order(cfg.seed, epoch, n, cfg.train.shuffle)
-    augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch) if experiment.augmentations else None
-    net.start_epoch(cfg.seed, epoch, STREAM_LAYERS)  # dropout masks and noise
+    parallel = comm.size > 1
+    # Per-rank streams under MPI: pure functions of (seed, epoch, rank); with one process, today's.
+    augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch, *comm.stream) if experiment.augmentations else None
+    net.start_epoch(cfg.seed, epoch, STREAM_LAYERS, comm.stream)  # dropout masks and noise
     sums = {"loss": 0.0, "penalty": 0.0, "lr": base_lr}
     for k, start in enumerate(range(0, n, batch_size)):
         lr = base_lr if constant_lr else schedule.lr(base_lr, epoch - 1 + k / steps_per_epoch, epochs)
         idx = order[start : start + batch_size]
-        xb, yb = x_all.take(idx, axis=0), y_all.take(idx, axis=0)
-        for augmentation in experiment.augmentations:
-            xb = augmentation(xb, augment_rng)
-        batch_loss = loss_fn.forward(net.forward(xb, training=True), yb)
-        if not -math.inf < batch_loss < math.inf:
+        mine = idx[shard(len(idx), comm.rank, comm.size)] if parallel else idx
+        batch_loss = 0.0
+        if len(mine):
+            xb, yb = x_all.take(mine, axis=0), y_all.take(mine, axis=0)
+            for augmentation in experiment.augmentations:
+                xb = augmentation(xb, augment_rng)
+            batch_loss = loss_fn.forward(net.forward(xb, training=True), yb)
+        finite = -math.inf < batch_loss < math.inf
+        if finite and len(mine):
+            net.backward(loss_fn.backward())
+        elif parallel:
+            net.flat_grads.fill(0)  # nothing to add (an empty slice), or a NaN that the flag reports
+        diverged, signum = comm.reduce_step(net.flat_grads, len(mine) / len(idx), not finite, stop.signum)
+        if diverged:
             return "diverged", sums
-        sums["loss"] += batch_loss * len(idx)
-        net.backward(loss_fn.backward())
+        sums["loss"] += batch_loss * len(mine)  # this rank's share; summed over the ranks at the epoch's end
         for reg, w, g in experiment.penalties:
             sums["penalty"] += reg.value(w) * len(idx)
             reg.add_grad(w, g)
@@ -80,11 +102,46 @@ def run_epoch(experiment: Experiment, epoch: int, schedule, base_lr: float, stop
         for constraint, w in experiment.constraints:
             constraint.project(w)
         sums["lr"] = lr
-        if stop.signum is not None:
+        if signum is not None:
+            stop.signum = signum  # every rank stops at this step
             return "interrupted", sums
+    sums["loss"] = comm.sum(sums["loss"])
+    if parallel:  # batch statistics of rank 0 (as DDP's broadcast_buffers), so evaluation agrees everywhere
+        for buffer in net.named_buffers().values():
+            comm.broadcast(buffer)
     if not np.isfinite(net.flat_params).all():  # a NaN/Inf gradient with a finite loss
         return "diverged", sums
     return "completed", sums
+
+
+def _synced_layers(net) -> list:
+    return [layer for _, layer in net.all_layers() if getattr(layer, "sync", False)]
+
+
+def check_workers(experiment: Experiment, workers: int) -> None:
+    """A user error when the experiment cannot train on `workers` ranks (before any run directory exists)."""
+    n, batch = len(experiment.splits["train"]), experiment.config.train.batch_size
+    smallest = min(batch, n % batch or batch, n)
+    if _synced_layers(experiment.network) and smallest < workers:
+        raise ConfigError(
+            f"batch_norm sync: true needs at least one sample per worker in every global batch, but with "
+            f"{n} training samples and train.batch_size {batch} a batch has {smallest} for {workers} workers; "
+            "choose a batch size (and a last batch) of at least the number of workers."
+        )
+
+
+def _join_world(experiment: Experiment, comm) -> None:
+    """Start every rank from rank 0's state (parameters, layer buffers, optimizer state) and give
+    synchronized batch-norm layers the comm."""
+    net, opt = experiment.network, experiment.optimizer
+    synced = _synced_layers(net)
+    comm.broadcast(net.flat_params)
+    for buffer in net.named_buffers().values():
+        comm.broadcast(buffer)
+    for key in sorted(opt.state):
+        comm.broadcast(opt.state[key])
+    for layer in synced:
+        layer.comm = comm
 
 
 def epoch_row(experiment: Experiment, loop: Loop, sums: dict, started: float) -> dict[str, Any]:
@@ -93,7 +150,7 @@ def epoch_row(experiment: Experiment, loop: Loop, sums: dict, started: float) ->
     row: dict[str, Any] = {"epoch": loop.epoch, "step": loop.step, "lr": sums["lr"], "train_loss": sums["loss"] / n}
     if experiment.penalties:
         row["train_penalty"] = sums["penalty"] / n  # reported apart from the data loss
-    row.update({f"val_{k}": v for k, v in experiment.evaluate("val").items()})
+    row.update({f"val_{k}": v for k, v in experiment.evaluate("val", comm=loop.comm).items()})
     row["seconds"] = time.perf_counter() - started  # the epoch's steps and its evaluation
     return row
 
@@ -105,14 +162,20 @@ def train(
     stop: StopFlag | None = None,
     resume: Resume | None = None,
     callbacks: list[Callback] = (),
+    comm=SINGLE,
 ) -> TrainResult:
-    """Train `experiment` into `run` (None: in memory only). `callbacks` run after the standard ones."""
+    """Train `experiment` into `run` (None: in memory only). `callbacks` run after the standard ones.
+
+    `comm` (nnctl.parallel) is the data-parallel world: every rank calls train() with the same
+    experiment; only rank 0 gets a `run` and a `reporter` (the others pass None)."""
     cfg = experiment.config
     stop = stop or StopFlag()
     schedule = registry.SCHEDULES.create(cfg.schedule)
     standard, best = standard_callbacks(experiment, run, schedule)
     extra = [*callbacks, *([Progress(reporter)] if reporter else [])]
-    loop = Loop(experiment, run, stop, standard + extra, resumed=resume is not None)
+    loop = Loop(experiment, run, stop, standard + extra, resumed=resume is not None, comm=comm)
+    if comm.size > 1:
+        _join_world(experiment, comm)
     if resume:
         loop.load_train_state(resume.train_state)
         loop.seconds_before = resume.seconds
@@ -129,7 +192,7 @@ def train(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(loop.epoch + 1, cfg.train.epochs + 1):
             t0 = time.perf_counter()
-            loop.status, sums = run_epoch(experiment, epoch, schedule, cfg.optimizer.lr, stop)
+            loop.status, sums = run_epoch(experiment, epoch, schedule, cfg.optimizer.lr, stop, comm)
             if loop.status != "completed":
                 break
             loop.epoch, loop.step = epoch, loop.step + steps_per_epoch
@@ -139,6 +202,10 @@ def train(
                 reason = cb.on_epoch_end(loop, row)
                 if reason and not loop.stop_reason:
                     loop.stop_reason = reason if isinstance(reason, str) else cb.name
+            if comm.size > 1:  # every rank stops after the same epoch: rank 0's reason (a time limit), any signal
+                agreed = comm.allgather((loop.stop_reason, stop.signum))
+                loop.stop_reason = agreed[0][0]
+                stop.signum = next((signum for _, signum in agreed if signum is not None), None)
             if loop.stop_reason:
                 break
             if stop.signum is not None:  # a signal during evaluation, or a pruner

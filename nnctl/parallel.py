@@ -1,0 +1,317 @@
+"""Data-parallel training over MPI: the `comm` the trainer sees, and the `--workers N` launcher.
+
+The trainer talks to a comm with `rank`, `size`, `reduce_step(...)` (one Allreduce per step on the
+flat gradient buffer, carrying the divergence and stop flags with it), `sum`, `allgather`,
+`broadcast` and `allreduce(buffer)`. With one process it is `SingleProcess`, whose methods do
+nothing, so the loop has one code path and a one-process run is exactly what it was before MPI.
+
+`world()` finds the MPI world from the launcher's environment (MPICH/Hydra, Open MPI, MVAPICH,
+Slurm's PMI) and imports mpi4py only when that world has more than one process. `launch()` is
+`nnctl train --workers N`: it runs the same command under `mpiexec -n N`, forwards Ctrl-C and
+SIGTERM to it once (Hydra passes them on to every rank), and turns a rank that died into a message
+naming the rank.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Environment variables that hold the world size / rank under the common MPI launchers.
+SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+LAUNCH_DIR_VAR = "NNCTL_LAUNCH_DIR"  # set by launch(): ranks write their pid (and rank 0 the run dir) there
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def world_size() -> int:
+    """The size of the MPI world this process was started in (1 when not under an MPI launcher)."""
+    for var in SIZE_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+class SingleProcess:
+    """The comm of a one-process run: every collective is the identity."""
+
+    rank = 0
+    size = 1
+    stream: tuple[int, ...] = ()  # appended to per-epoch random streams (empty: today's streams)
+
+    def __init__(self) -> None:
+        self.hosts = [socket.gethostname()]
+        self.reduce_seconds = 0.0
+
+    def reduce_step(self, grads, scale: float, diverged: bool, signum: int | None) -> tuple[bool, int | None]:
+        return diverged, signum
+
+    def allreduce(self, buffer):
+        return buffer
+
+    def sum(self, value: float) -> float:
+        return value
+
+    def allgather(self, obj) -> list:
+        return [obj]
+
+    def broadcast(self, array) -> None:
+        pass
+
+    def barrier(self) -> None:
+        pass
+
+    def abort(self, code: int) -> None:
+        raise SystemExit(code)
+
+
+class MPIComm:
+    """COMM_WORLD through mpi4py. Collectives block; every rank must call them in the same order."""
+
+    def __init__(self) -> None:
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:
+            sys.stderr.write(
+                f"error: this process runs in an MPI world of {world_size()} ranks, but mpi4py is not installed "
+                f"({exc}). Install it with: pip install 'nnctl[mpi]' (or mpi4py built against your MPI).\n"
+            )
+            raise SystemExit(2) from None
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.stream = (self.rank,)
+        self.hosts = self.comm.allgather(MPI.Get_processor_name())
+        self.reduce_seconds = 0.0  # time spent in the per-step Allreduce (includes waiting for slower ranks)
+        self._buffer = None
+
+    def reduce_step(self, grads, scale: float, diverged: bool, signum: int | None) -> tuple[bool, int | None]:
+        """Sum `grads * scale` over the ranks in place, with one Allreduce that also carries whether any
+        rank's loss diverged and whether any rank got SIGINT or SIGTERM. Returns (diverged, signum)
+        as every rank agrees on them."""
+        import numpy as np
+
+        n = grads.size
+        if self._buffer is None or self._buffer.size != n + 3 or self._buffer.dtype != grads.dtype:
+            self._buffer = np.empty(n + 3, dtype=grads.dtype)
+        buf = self._buffer
+        np.multiply(grads, grads.dtype.type(scale), out=buf[:n])
+        buf[n] = 1 if diverged else 0
+        buf[n + 1] = 1 if signum == signal.SIGINT else 0
+        buf[n + 2] = 1 if signum is not None and signum != signal.SIGINT else 0
+        t0 = time.perf_counter()
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        self.reduce_seconds += time.perf_counter() - t0
+        grads[...] = buf[:n]
+        agreed = signal.SIGTERM if buf[n + 2] > 0 else signal.SIGINT if buf[n + 1] > 0 else None
+        return bool(buf[n] > 0), agreed
+
+    def allreduce(self, buffer):
+        """Sum a NumPy buffer over the ranks, in place."""
+        self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        return buffer
+
+    def sum(self, value: float) -> float:
+        return float(self.comm.allreduce(float(value), op=self.MPI.SUM))
+
+    def allgather(self, obj) -> list:
+        return self.comm.allgather(obj)
+
+    def broadcast(self, array) -> None:
+        """Rank 0's values into `array` on every rank."""
+        self.comm.Bcast(array, root=0)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, code: int) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
+
+_WORLD: SingleProcess | MPIComm | None = None
+
+
+def world() -> SingleProcess | MPIComm:
+    """This process's comm: MPIComm in an MPI world of more than one process, else SingleProcess."""
+    global _WORLD
+    if _WORLD is None:
+        _WORLD = MPIComm() if world_size() > 1 else SingleProcess()
+        if _WORLD.size > 1 and os.environ.get(LAUNCH_DIR_VAR):
+            folder = Path(os.environ[LAUNCH_DIR_VAR])
+            (folder / f"rank-{_WORLD.rank}.pid").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    return _WORLD
+
+
+def note_run_dir(path) -> None:
+    """Rank 0 tells the launcher where the run lives (for its message when a rank dies)."""
+    folder = os.environ.get(LAUNCH_DIR_VAR)
+    if folder:
+        (Path(folder) / "run_dir").write_text(str(path))
+
+
+def shard(n: int, rank: int, size: int) -> slice:
+    """Rank `rank`'s contiguous part of n items split over `size` ranks (sizes differ by at most one)."""
+    return slice(n * rank // size, n * (rank + 1) // size)
+
+
+# --- the launcher: nnctl train --workers N ------------------------------------------------------
+
+
+def find_mpiexec() -> str | None:
+    """The mpiexec beside this Python (the `mpich` wheel installs it there), else the one on PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("mpiexec")
+
+
+_HYDRA_DEATH = re.compile(r"PID (\d+) RUNNING AT (\S+)")
+_HYDRA_CODE = re.compile(r"EXIT CODE: (\d+)")
+_HYDRA_BANNER = (
+    "=====",
+    "=   BAD TERMINATION",
+    "=   PID ",
+    "=   EXIT CODE",
+    "=   CLEANING UP",
+    "=   YOU CAN IGNORE",
+    "YOUR APPLICATION TERMINATED",
+    "This typically refers to a problem",
+    "Please see the FAQ page",
+)
+
+
+def launch(workers: int, args: list[str], out=None, err=None) -> int:
+    """Run `nnctl <args>` on `workers` ranks under mpiexec; the exit code of the job.
+
+    Ctrl-C / SIGTERM here are forwarded to mpiexec once each (mpiexec runs in its own session, so a
+    terminal's Ctrl-C reaches it only through us: Hydra aborts hard on a second Ctrl-C). A rank that
+    dies is reported by the rank number the ranks registered, with the run directory to resume."""
+    import tempfile
+
+    out, err = out or sys.stdout, err or sys.stderr
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        err.write(
+            "error: --workers needs MPI: install it with pip install 'nnctl[mpi]' (mpi4py and the mpich wheel), "
+            "or put your MPI's mpiexec on PATH.\n"
+        )
+        return 2
+    with tempfile.TemporaryDirectory(prefix="nnctl-launch-") as folder:
+        env = {**os.environ, LAUNCH_DIR_VAR: folder, "PYTHONUNBUFFERED": "1"}
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        for var in BLAS_VARS:  # N ranks each with all cores' BLAS threads would oversubscribe
+            env.setdefault(var, str(threads))
+        cmd = [mpiexec, "-n", str(workers), sys.executable, "-m", "nnctl", *args]
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, bufsize=0
+        )
+        deaths: list[tuple[int, str, int | None]] = []
+
+        def forward(sig, frame) -> None:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, out, err, deaths), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, err, err, deaths), daemon=True),
+        ]
+        try:
+            for pump in pumps:
+                pump.start()
+            code = proc.wait()
+            for pump in pumps:
+                pump.join(timeout=5)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if deaths:
+            err.write(_death_message(Path(folder), deaths, workers, args) + "\n")
+            err.flush()
+            return code if code not in (0, 130, 143) else 1
+        return code
+
+
+def _pump(stream, target, err, deaths) -> None:
+    """Copy mpiexec's output line by line; Hydra's banner about a dead process is replaced by our message."""
+    pending_pid: tuple[int, str] | None = None
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        death = _HYDRA_DEATH.search(line)
+        if death:
+            pending_pid = (int(death.group(1)), death.group(2))
+            continue
+        code = _HYDRA_CODE.search(line)
+        if code and pending_pid is not None:
+            deaths.append((*pending_pid, int(code.group(1))))
+            pending_pid = None
+            continue
+        if line.lstrip().startswith(_HYDRA_BANNER) or line.startswith(_HYDRA_BANNER):
+            continue
+        target.write(line)
+        target.flush()
+
+
+def _death_message(folder: Path, deaths, workers: int, args: list[str]) -> str:
+    ranks = {}
+    for path in folder.glob("rank-*.pid"):
+        pid, _, host = path.read_text().partition(" ")
+        ranks[int(pid)] = (int(path.stem.split("-")[1]), host.strip())
+    parts = []
+    for pid, host, code in deaths:
+        rank = ranks.get(pid, (None, host))[0]
+        how = f"was killed by signal {code}" if code and code < 64 else f"exited with code {code}"
+        who = f"rank {rank}" if rank is not None else "a rank"
+        parts.append(f"{who} (pid {pid} on {host}) {how}")
+    message = "error: " + "; ".join(parts) + f"; every rank of the {workers} was stopped."
+    run_file = folder / "run_dir"
+    if run_file.exists():
+        run_dir = run_file.read_text()
+        message += (
+            f" The run's last checkpoint is kept in {run_dir}; continue it with: "
+            f"nnctl train --resume {run_dir} --workers {workers}"
+        )
+    return message
+
+
+def agree(comm, prepare):
+    """Run `prepare()` on every rank and agree on the outcome before any rank goes on: if it failed
+    anywhere, every rank raises (the failing rank's own error; the others an NnctlError naming that
+    rank), marked `agreed` so the CLI exits with one message and one code instead of a hang."""
+    from nnctl.errors import NnctlError
+
+    result, failure = None, None
+    try:
+        result = prepare()
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        failure = exc
+    if comm.size == 1:
+        if failure is not None:
+            raise failure
+        return result
+    report = None
+    if failure is not None:
+        report = (type(failure).__name__, str(failure), getattr(failure, "exit_code", 1))
+    reports = comm.allgather(report)
+    failed = [(rank, r) for rank, r in enumerate(reports) if r is not None]
+    if not failed:
+        return result
+    if failure is not None:
+        failure.agreed = True
+        raise failure
+    rank, (kind, message, code) = failed[0]
+    error = NnctlError(f"rank {rank} ({comm.hosts[rank]}): {message}" if kind != "NnctlError" else message)
+    error.exit_code, error.agreed = code, True
+    raise error
