@@ -319,10 +319,10 @@ class R2(Metric):
         self.mean = self.m2 = self.ss_res = None
 
     def update(self, y, pred, proba=None):
+        if len(y) == 0:  # an empty shard
+            return
         y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)  # (B, T)
         pred = np.asarray(pred, dtype=np.float64).reshape(len(y), -1)
-        if len(y) == 0:
-            return
         mean_b = y.mean(axis=0)
         self._combine(len(y), mean_b, ((y - mean_b) ** 2).sum(axis=0), ((y - pred) ** 2).sum(axis=0))
 

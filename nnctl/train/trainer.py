@@ -103,7 +103,8 @@ def run_epoch(
             constraint.project(w)
         sums["lr"] = lr
         if signum is not None:
-            stop.signum = signum  # every rank stops at this step
+            if parallel:
+                stop.signum = signum  # every rank stops at this step, with the signal any rank got
             return "interrupted", sums
     sums["loss"] = comm.sum(sums["loss"])
     if parallel:  # batch statistics of rank 0 (as DDP's broadcast_buffers), so evaluation agrees everywhere
@@ -150,7 +151,8 @@ def epoch_row(experiment: Experiment, loop: Loop, sums: dict, started: float) ->
     row: dict[str, Any] = {"epoch": loop.epoch, "step": loop.step, "lr": sums["lr"], "train_loss": sums["loss"] / n}
     if experiment.penalties:
         row["train_penalty"] = sums["penalty"] / n  # reported apart from the data loss
-    row.update({f"val_{k}": v for k, v in experiment.evaluate("val", comm=loop.comm).items()})
+    scores = experiment.evaluate("val", comm=loop.comm) if loop.comm.size > 1 else experiment.evaluate("val")
+    row.update({f"val_{k}": v for k, v in scores.items()})
     row["seconds"] = time.perf_counter() - started  # the epoch's steps and its evaluation
     return row
 

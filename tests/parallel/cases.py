@@ -1,0 +1,72 @@
+"""The equivalence cases: each trained on one process and on 2 MPI ranks (`python -m tests.parallel.cases OUT`
+under mpiexec trains them all in one MPI world, rank 0 writing OUT/<case>/...)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_MLP = [
+    "dtype=float64",
+    "train.epochs=3",
+    "data.split={train: 0.7, val: 0.3, test: 0.0}",
+    "model.layers=[{type: dense, units: 32, activation: tanh}, {type: dense, units: 16, activation: relu}, {type: dense, units: 10}]",
+    "metrics=[accuracy, f1, log_loss]",
+]
+# 1257 training digits at batch 50: a ragged last batch (7 samples: 3 and 4 per rank) and odd slices (25/25).
+CASES: dict[str, tuple[str, list[str]]] = {
+    "mlp_sgd_momentum": (
+        "configs/digits.yaml",
+        [
+            *_MLP,
+            "train.batch_size=50",
+            "optimizer={type: sgd, lr: 0.05, momentum: 0.9, nesterov: true}",
+            "regularizers=[{type: l2, rate: 0.001}]",
+        ],
+    ),
+    "mlp_adam": ("configs/digits.yaml", [*_MLP, "train.batch_size=37", "optimizer={type: adam, lr: 0.003}"]),
+    "cnn_adam": (
+        "configs/digits_cnn.yaml",
+        [
+            "dtype=float64",
+            "train.epochs=3",
+            "train.batch_size=45",
+            "data.train_fraction=0.4",
+            "model.layers[5].rate=0.0",
+            "optimizer={type: adam, lr: 0.003}",
+        ],
+    ),
+    "sync_batch_norm": (
+        "configs/deep_sigmoid_batchnorm.yaml",
+        [
+            "dtype=float64",
+            "train.epochs=3",
+            "train.batch_size=33",
+            "model.layers=[{type: dense, units: 32}, {type: batch_norm, sync: true}, sigmoid, {type: dense, units: 32}, "
+            "{type: batch_norm, sync: true}, sigmoid, {type: dense, units: 10}]",
+        ],
+    ),
+    "regression": (
+        "configs/diabetes.yaml",
+        ["dtype=float64", "train.epochs=3", "train.batch_size=21", "metrics=[mse, mae, r2]"],
+    ),
+}
+
+
+def train_all(out: Path, comm=None) -> dict[str, Path]:
+    from nnctl.session import run_training
+
+    runs = {}
+    for name, (config, overrides) in CASES.items():
+        result = run_training(ROOT / config, overrides, runs_dir=out / name, comm=comm)
+        assert result.status == "completed", (name, result.status)
+        runs[name] = result.run_dir
+    return runs
+
+
+if __name__ == "__main__":
+    from nnctl.parallel import world
+
+    train_all(Path(sys.argv[1]), world())
