@@ -51,6 +51,7 @@ class ConsoleReporter:
         cfg = experiment.config
         self.epochs = cfg.train.epochs
         self.every = max(1, self.epochs // 20)
+        self.samples = len(experiment.splits["train"])  # the global count, also with data-parallel workers
         sizes = ", ".join(f"{k} {len(v)}" for k, v in experiment.splits.items())
         self.console.print(
             styled((cfg.name, "bold"), f": {experiment.network.param_count:,} parameters; samples: {sizes}")
@@ -73,10 +74,11 @@ class ConsoleReporter:
             self.task = self.progress.add_task("train", total=self.epochs, status="")
 
     def on_epoch(self, row: dict[str, Any]) -> None:
+        speed = f"  {self.samples / row['seconds']:,.0f} samples/s" if row.get("seconds") else ""
         if self.progress is not None:
-            self.progress.update(self.task, advance=1, status=format_row(row))
+            self.progress.update(self.task, advance=1, status=format_row(row) + speed)
         elif row["epoch"] % self.every == 0 or row["epoch"] in (1, self.epochs):
-            self.console.print(f"epoch {row['epoch']}/{self.epochs}  {format_row(row)}")
+            self.console.print(f"epoch {row['epoch']}/{self.epochs}  {format_row(row)}{speed}")
 
     def on_end(self, result) -> None:
         if self.progress is not None:
