@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from nnctl import registry
 from nnctl.data.dataset import Dataset
+from nnctl.data.mapped import MappedArray, MappedRows
 from nnctl.data.split import fold_indices, split_indices
 from nnctl.data.tabular import TablePreprocessor, fit_table
 from nnctl.data.transforms import Normalizer
@@ -126,13 +127,18 @@ def load_dataset(config: BaseModel) -> Dataset:
     dataset = source.load(rng_for(config.seed, STREAM_DATA))
     if len(dataset) == 0:
         raise DataError(f"data source '{config.data.source.type}' produced no samples.")
-    if not np.all(np.isfinite(dataset.x)):
+    if isinstance(dataset.x, MappedArray):  # bigger than memory: one streaming pass
+        where = dataset.x.first_nonfinite()
+    elif not np.all(np.isfinite(dataset.x)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(dataset.x))[0])
+    else:
+        where = None
+    if where is not None:
         row, rest = where[0], where[1:]
         name = dataset.feature_names[rest[0]] if len(rest) == 1 and dataset.feature_names else f"position {rest}"
         raise DataError(
             f"data source '{config.data.source.type}': sample {row}, feature {name} is "
-            f"{dataset.x[where]}; remove or fill missing values."
+            f"{dataset.x[row][rest]}; remove or fill missing values."
         )
     return dataset
 
@@ -219,9 +225,16 @@ def build_experiment(
     train_idx = indices["train"] if dataset.task == "regression" else [0]
     stored = stored or {}
     norm = config.data.normalize
-    normalizer = _normalizer(
-        Normalizer(norm.method, norm.per, norm.range), dataset.x[indices["train"]], stored.get("norm")
-    )
+    mapped = isinstance(dataset.x, MappedArray)  # bigger than memory: streamed, never loaded whole
+    if mapped and not stored.get("norm"):
+        chunks = dataset.x.chunks(np.sort(indices["train"]))
+        normalizer = Normalizer(norm.method, norm.per, norm.range).fit_chunks(chunks)
+    else:
+        normalizer = _normalizer(
+            Normalizer(norm.method, norm.per, norm.range),
+            None if mapped else dataset.x[indices["train"]],
+            stored.get("norm"),
+        )
     target_normalizer = _normalizer(
         Normalizer(config.data.target_normalize), targets_2d[train_idx], stored.get("target_norm")
     )
@@ -229,7 +242,10 @@ def build_experiment(
     splits = {}
     for name in SPLITS:
         idx = indices[name]
-        x = np.ascontiguousarray(normalizer.transform(dataset.x[idx]), dtype=dtype)
+        if mapped:  # normalized batch by batch when the trainer takes it
+            x = MappedRows(dataset.x, idx, normalizer, dtype)
+        else:
+            x = np.ascontiguousarray(normalizer.transform(dataset.x[idx]), dtype=dtype)
         y_true = dataset.y[idx]
         y = (
             y_true

@@ -308,6 +308,50 @@ def cv(
         raise typer.Exit(code=EXIT_SOME_FAILED)
 
 
+@app.command()
+@user_errors
+def convert(
+    data: Annotated[Path, typer.Argument(help="CSV file (.csv or .csv.gz) with a header row.", show_default=False)],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="New (or empty) directory for the shards.", show_default=False)
+    ],
+    target: Annotated[str, typer.Option("--target", help="Name of the target column.", show_default=False)],
+    task: Annotated[str, typer.Option(help="auto, classification or regression (as the csv source).")] = "auto",
+    delimiter: Annotated[str, typer.Option(help="Field separator, one character.")] = ",",
+    dtype: Annotated[str, typer.Option(help="Feature dtype of the shards: float32 or float64.")] = "float32",
+    json_: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Turn a CSV bigger than memory into .npy shards (read in chunks, bounded memory) for `source: {type: shards}`."""
+    from nnctl.errors import NnctlError
+
+    if task not in ("auto", "classification", "regression"):
+        raise NnctlError(f"--task must be auto, classification or regression, got '{task}'.")
+    if dtype not in ("float32", "float64"):
+        raise NnctlError(f"--dtype must be float32 or float64, got '{dtype}'.")
+    if len(delimiter) != 1:
+        raise NnctlError(f"--delimiter must be one character, got '{delimiter}'.")
+    from nnctl.data.convert import convert_csv
+
+    meta = convert_csv(data, out, target, task, delimiter, dtype)  # type: ignore[arg-type]
+    if json_:
+        from nnctl.console import stdout_json
+
+        stdout_json(
+            {
+                "out": str(out),
+                **{k: meta[k] for k in ("task", "rows", "class_names", "dtype")},
+                "shards": len(meta["shards"]),
+            }
+        )
+    else:
+        classes = f", {len(meta['class_names'])} classes" if meta["class_names"] else ""
+        typer.echo(
+            f"wrote {meta['rows']:,} rows x {len(meta['feature_names'])} features ({meta['task']}{classes}) in "
+            f"{len(meta['shards'])} shards to {out}; train on it with data: {{source: {{type: shards, path: {out}}}}}"
+        )
+
+
 @app.command("eval")
 @user_errors
 def eval_(

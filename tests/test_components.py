@@ -87,6 +87,11 @@ def _files(folder: Path) -> None:
     np.savez(folder / "flat.npz", x=rng.random((8, 3)), y=np.arange(8) % 2)
     np.savez(folder / "images.npz", x=rng.random((8, 1, 4, 4)), y=np.arange(8) % 2)
     np.savez(folder / "seq.npz", x=rng.random((8, 5, 2)), y=rng.random(8))
+    np.save(folder / "x.npy", rng.random((8, 1, 4, 4)).astype(np.float32))
+    np.save(folder / "y.npy", np.arange(8) % 2)
+    from nnctl.data.convert import convert_csv
+
+    convert_csv(folder / "table.csv", folder / "shards", "y")
     pixels = ["p0,p1,p2,p3,label"] + [f"{i},{i + 1},{i + 2},{i + 3},{i % 2}" for i in range(8)]
     (folder / "pixels.csv").write_text("\n".join(pixels) + "\n")
     try:
@@ -121,6 +126,8 @@ SOURCE_CASES = {
     "csv": (lambda d: {"path": str(d / "table.csv"), "target": "y"}, "classification", (2,)),
     "npz": (lambda d: {"path": str(d / "flat.npz")}, "classification", (3,)),
     "image_npz": (lambda d: {"path": str(d / "images.npz")}, "classification", (1, 4, 4)),
+    "npy": (lambda d: {"x": str(d / "x.npy"), "y": str(d / "y.npy")}, "classification", (1, 4, 4)),
+    "shards": (lambda d: {"path": str(d / "shards")}, "classification", (2,)),
     "image_csv": (lambda d: {"path": str(d / "pixels.csv"), "target": "label", "shape": [1, 2, 2]}, "classification", (1, 2, 2)),
     "image_folder": (lambda d: {"path": str(d / "img"), "color": "grayscale"}, "classification", (1, 2, 3)),
     "sequence_npz": (lambda d: {"path": str(d / "seq.npz")}, "regression", (5, 2)),

@@ -46,6 +46,11 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
             f"cannot read CSV file {describe_path(path)}: {reason}. Check the path (relative paths are "
             "resolved against the current working directory) and that the file is UTF-8 text or gzip."
         ) from None
+    return check_header(header, path), rows, lines
+
+
+def check_header(header: list[str] | None, path: str | Path) -> list[str]:
+    """The header row's column names, stripped; DataError for a missing, blank or repeated one."""
     if not header:
         raise DataError(f"CSV file {describe_path(path)} is empty; it needs a header row naming the columns.")
     header = [name.strip() for name in header]
@@ -54,7 +59,7 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
             raise DataError(f"CSV file {describe_path(path)}: column {i + 1} of the header row has no name.")
         if name in header[:i]:
             raise DataError(f"CSV file {describe_path(path)}: the header row names column '{name}' twice.")
-    return header, rows, lines
+    return header
 
 
 def load_csv(

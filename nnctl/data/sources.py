@@ -12,6 +12,7 @@ from nnctl.data import playground
 from nnctl.data.csvfile import load_csv
 from nnctl.data.dataset import Dataset
 from nnctl.data.features import FeatureName, compute_features
+from nnctl.data.mapped import load_npy, load_shards
 from nnctl.data.npzfile import load_npz
 from nnctl.data.tabular import TableParams
 from nnctl.data.targets import TableTask, TaskChoice
@@ -164,6 +165,31 @@ class Npz(Source):
 
     def load(self, rng: np.random.Generator) -> Dataset:
         return load_npz(self.settings.path, self.settings.task)
+
+
+@DATA_SOURCES.register("npy")
+class Npy(Source):
+    """Features memory-mapped from an .npy file (data bigger than memory, read batch by batch), targets from another."""
+
+    class Params(BaseParams):
+        x: str = Field(..., min_length=1, description=".npy file of the features (N, ...), memory-mapped read-only.")
+        y: str = Field(..., min_length=1, description=".npy file of the targets (N,) or (N, T), read into memory.")
+        task: TaskChoice = Field("auto", description=_TASK)
+        mmap: bool = Field(True, description="Map the features (read batch by batch); false reads them into memory.")
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        return load_npy(self.settings.x, self.settings.y, self.settings.task, self.settings.mmap)
+
+
+@DATA_SOURCES.register("shards")
+class Shards(Source):
+    """A directory of .npy shards written by `nnctl convert` (features memory-mapped, read batch by batch)."""
+
+    class Params(BaseParams):
+        path: str = Field(..., min_length=1, description="The shard directory (with meta.json).")
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        return load_shards(self.settings.path)
 
 
 # --- real data sets shipped with the package (datasets/datasets.yaml) ----------------------------

@@ -53,6 +53,43 @@ class Normalizer:
         self.shift, self.scale = np.asarray(shift), np.asarray(np.where(hi == lo, 1.0, scale))
         return self
 
+    def fit_chunks(self, chunks) -> Normalizer:
+        """fit() by one streaming pass over chunks of the training rows (data bigger than memory): minimum,
+        maximum and, for standard, mean and variance merged chunk by chunk with Chan's pairwise update
+        (Welford's for whole chunks), in float64. Equals fit() on the concatenated rows up to rounding."""
+        n, mean, m2, lo, hi = 0, None, None, None, None
+        axis = 0 if self.per == "feature" else None
+        for chunk in chunks:
+            x = np.asarray(chunk, dtype=np.float64)
+            if len(x) == 0:
+                continue
+            sample_shape = x.shape[1:]
+            b = x.shape[0] if axis == 0 else x.size
+            c_lo, c_hi = x.min(axis=axis), x.max(axis=axis)
+            c_mean = x.mean(axis=axis)
+            c_m2 = ((x - c_mean) ** 2).sum(axis=axis)
+            if n == 0:
+                n, mean, m2, lo, hi = b, c_mean, c_m2, c_lo, c_hi
+                continue
+            total = n + b
+            delta = c_mean - mean
+            m2 = m2 + c_m2 + delta**2 * (n * b / total)
+            mean = mean + delta * (b / total)
+            lo, hi, n = np.minimum(lo, c_lo), np.maximum(hi, c_hi), total
+        if n == 0:
+            raise DataError(
+                f"cannot fit '{self.method}' normalization on an empty training split; give the train split a larger ratio."
+            )
+        if self.method == "minmax":
+            span = (hi - lo) / (self.high - self.low)
+            shift, scale = lo - self.low * np.where(hi == lo, 1.0, span), span
+        elif self.method == "standard":
+            shift, scale = mean, np.sqrt(m2 / n)
+        else:
+            shift, scale = np.zeros(sample_shape), np.ones(sample_shape)
+        self.shift, self.scale = np.asarray(shift), np.asarray(np.where(hi == lo, 1.0, scale))
+        return self
+
     def transform(self, x: np.ndarray) -> np.ndarray:
         """(x - shift) / scale, in x's float dtype (non-float input comes back float64)."""
         if self.shift is None or self.scale is None:
