@@ -6,6 +6,7 @@ targets) happens here, before a run directory exists.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -228,6 +229,8 @@ def build_experiment(
     mapped = isinstance(dataset.x, MappedArray)  # bigger than memory: streamed, never loaded whole
     if mapped and not stored.get("norm"):
         chunks = dataset.x.chunks(np.sort(indices["train"]))
+        if norm.method == "none":  # nothing to learn: one chunk gives the sample shape
+            chunks = itertools.islice(chunks, 1)
         normalizer = Normalizer(norm.method, norm.per, norm.range).fit_chunks(chunks)
     else:
         normalizer = _normalizer(
