@@ -48,6 +48,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "{type: batch_norm, sync: true}, sigmoid, {type: dense, units: 10}]",
         ],
     ),
+    "mapped_npy": (  # features memory-mapped: each rank reads only its slices
+        "configs/digits.yaml",
+        [*_MLP, "train.batch_size=64", "data.source={type: npy, x: {out}/data/x.npy, y: {out}/data/y.npy}"],
+    ),
     "regression": (
         "configs/diabetes.yaml",
         ["dtype=float64", "train.epochs=3", "train.batch_size=21", "metrics=[mse, mae, r2]"],
@@ -55,11 +59,28 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def write_data(out: Path) -> None:
+    """The digits as .npy files (for the memory-mapped case)."""
+    import numpy as np
+
+    from nnctl.data.sources import Digits
+
+    data = Digits().load(np.random.default_rng(0))
+    (out / "data").mkdir(exist_ok=True)
+    np.save(out / "data" / "x.npy", data.x.astype(np.float32))
+    np.save(out / "data" / "y.npy", data.y)
+
+
 def train_all(out: Path, comm=None) -> dict[str, Path]:
     from nnctl.session import run_training
 
+    if comm is None or comm.rank == 0:
+        write_data(out)
+    if comm is not None:
+        comm.barrier()
     runs = {}
     for name, (config, overrides) in CASES.items():
+        overrides = [o.replace("{out}", str(out)) for o in overrides]
         result = run_training(ROOT / config, overrides, runs_dir=out / name, comm=comm)
         assert result.status == "completed", (name, result.status)
         runs[name] = result.run_dir
