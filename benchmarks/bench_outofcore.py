@@ -5,8 +5,9 @@
    teacher), then trains the 784-256-128-10 MLP (Adam, batch 512, no validation) for one epoch on
    it twice, each in a fresh process: `source: {type: npy, mmap: true}` (read batch by batch) and
    `mmap: false` (the same data read into memory). Reports the epoch time (the trainer's
-   metrics.csv seconds) and the process's peak RSS (getrusage ru_maxrss; it counts mapped file
-   pages while they are resident, which is why the mapped source hands them back every 64 MB).
+   metrics.csv seconds) and the process's peak RSS (VmHWM; it counts mapped file pages while they are
+   resident, which is why the mapped source reads scattered rows with pread and hands mapped pages
+   back every 64 MB).
 2. Writes a CSV of about --csv-gb GB (784 features + label) and runs `nnctl convert` on it in a
    fresh process: seconds and peak RSS.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,8 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FEATURES = 784
 
 
-def child_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+# Peak RSS of the measuring process itself: VmHWM of its address space. (getrusage's ru_maxrss is no
+# good here: Linux carries it over fork and exec, so a child would report this script's own peak.)
+HWM = (
+    "def hwm_mb():\n"
+    "    line = next(x for x in open('/proc/self/status') if x.startswith('VmHWM'))\n"
+    "    return int(line.split()[1]) / 1024\n"
+)
 
 
 def write_npy(folder: Path, gb: float) -> tuple[Path, Path, int]:
@@ -53,6 +58,7 @@ def write_npy(folder: Path, gb: float) -> tuple[Path, Path, int]:
     x.flush()
     del x
     np.save(y_path, y)
+    os.sync()  # written back before anything is timed
     return x_path, y_path, n
 
 
@@ -79,13 +85,13 @@ def train_once(folder: Path, x: Path, y: Path, mmap: bool) -> dict:
     config = folder / f"c-{mmap}.yaml"
     config.write_text(CONFIG.format(x=x, y=y, mmap=str(mmap).lower()))
     code = (
-        "import json, resource, sys, time\n"
+        HWM + "import json, sys, time\n"
         "from nnctl.session import run_training\n"
         "t = time.perf_counter()\n"
         f"r = run_training({str(config)!r}, [], runs_dir={str(folder / 'runs')!r})\n"
         "total = time.perf_counter() - t\n"
         "print(json.dumps({'epoch_s': r.history[0]['seconds'], 'total_s': total, "
-        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'loss': r.final['train_loss']}))\n"
+        "'peak_rss_mb': hwm_mb(), 'loss': r.final['train_loss']}))\n"
     )
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
@@ -144,22 +150,11 @@ def main() -> None:
                 flush=True,
             )
             t = time.perf_counter()
-            cmd = [
-                sys.executable,
-                "-m",
-                "nnctl",
-                "convert",
-                str(csv),
-                "-o",
-                str(folder / "shards"),
-                "--target",
-                "label",
-            ]
-            code = (
-                "import resource, subprocess, sys\n"
-                f"r = subprocess.run({cmd!r})\n"
-                "print('RSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
-                "sys.exit(r.returncode)\n"
+            args = ["convert", str(csv), "-o", str(folder / "shards"), "--target", "label"]
+            code = HWM + (
+                "from nnctl.cli import app\n"
+                f"try:\n    app({args!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+                "print('RSS', hwm_mb())\n"
             )
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
             if out.returncode:
