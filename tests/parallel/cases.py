@@ -63,9 +63,9 @@ def write_data(out: Path) -> None:
     """The digits as .npy files (for the memory-mapped case)."""
     import numpy as np
 
-    from nnctl.data.sources import Digits
+    from nnctl import registry
 
-    data = Digits().load(np.random.default_rng(0))
+    data = registry.DATA_SOURCES.create({"type": "digits"}).load(np.random.default_rng(0))
     (out / "data").mkdir(exist_ok=True)
     np.save(out / "data" / "x.npy", data.x.astype(np.float32))
     np.save(out / "data" / "y.npy", data.y)
