@@ -6,6 +6,7 @@ targets) happens here, before a run directory exists.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from nnctl.data.dataset import Dataset
 from nnctl.data.mapped import MappedArray, MappedRows
 from nnctl.data.split import fold_indices, split_indices
 from nnctl.data.tabular import TablePreprocessor, fit_table
-from nnctl.data.transforms import Normalizer
+from nnctl.data.transforms import Normalizer, merge_stats
 from nnctl.errors import ConfigError, DataError, NnctlError
 from nnctl.metrics import Metric, build_metrics
 from nnctl.nn.activations import Softmax
@@ -123,13 +124,18 @@ class Experiment:
         return results
 
 
-def load_dataset(config: BaseModel) -> Dataset:
+def load_dataset(config: BaseModel, comm=None) -> Dataset:
+    """The config's data set, checked for NaN/Inf. A memory-mapped one is checked in one streaming pass;
+    with a data-parallel `comm` (nnctl.parallel) each rank reads only its part of the rows."""
     source = registry.DATA_SOURCES.create(config.data.source)
     dataset = source.load(rng_for(config.seed, STREAM_DATA))
     if len(dataset) == 0:
         raise DataError(f"data source '{config.data.source.type}' produced no samples.")
     if isinstance(dataset.x, MappedArray):  # bigger than memory: one streaming pass
-        where = dataset.x.first_nonfinite()
+        n, rank, size = len(dataset.x), (comm.rank if comm else 0), (comm.size if comm else 1)
+        where = dataset.x.first_nonfinite(slice(n * rank // size, n * (rank + 1) // size))
+        if size > 1:
+            where = next((w for w in comm.allgather(where) if w is not None), None)
     elif not np.all(np.isfinite(dataset.x)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(dataset.x))[0])
     else:
@@ -211,12 +217,15 @@ def split_rows(config: BaseModel, dataset: Dataset) -> dict[str, np.ndarray]:
 
 
 def build_experiment(
-    config: BaseModel, stored: dict[str, dict[str, np.ndarray]] | None = None, dataset: Dataset | None = None
+    config: BaseModel,
+    stored: dict[str, dict[str, np.ndarray]] | None = None,
+    dataset: Dataset | None = None,
+    comm=None,
 ) -> Experiment:
     """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...,
     "table": ...}) to use instead of fitting them again; `dataset` replaces the config's source (in memory)."""
     dtype = np.dtype(config.dtype)
-    dataset = load_dataset(config) if dataset is None else dataset
+    dataset = load_dataset(config, comm) if dataset is None else dataset
     indices = split_rows(config, dataset)
     dataset, table = fit_table(dataset, indices["train"], (stored or {}).get("table"))  # train rows only
 
@@ -228,10 +237,17 @@ def build_experiment(
     norm = config.data.normalize
     mapped = isinstance(dataset.x, MappedArray)  # bigger than memory: streamed, never loaded whole
     if mapped and not stored.get("norm"):
-        chunks = dataset.x.chunks(np.sort(indices["train"]))
+        rows = np.sort(indices["train"])
+        normalizer = Normalizer(norm.method, norm.per, norm.range)
+        if comm is not None and comm.size > 1:  # each rank its part of the rows, the parts merged in rank order
+            rows = rows[len(rows) * comm.rank // comm.size : len(rows) * (comm.rank + 1) // comm.size]
+        chunks = dataset.x.chunks(rows)
         if norm.method == "none":  # nothing to learn: one chunk gives the sample shape
             chunks = itertools.islice(chunks, 1)
-        normalizer = Normalizer(norm.method, norm.per, norm.range).fit_chunks(chunks)
+        stats = normalizer.partial_stats(chunks)
+        if comm is not None and comm.size > 1:
+            stats = functools.reduce(merge_stats, comm.allgather(stats), None)
+        normalizer.fit_stats(stats)
     else:
         normalizer = _normalizer(
             Normalizer(norm.method, norm.per, norm.range),

@@ -34,7 +34,7 @@ def run_training(
 
     def prepare():
         config = load_config(config_path, overrides)
-        experiment = build_experiment(config)  # every data/shape error surfaces before a run dir exists
+        experiment = build_experiment(config, comm=comm)  # every data/shape error surfaces before a run dir exists
         check_workers(experiment, comm.size)
         run = RunDir.create(runs_dir or config.output.runs_dir, config.name) if comm.rank == 0 else None
         return experiment, run
@@ -60,7 +60,7 @@ def resume_training(
     def prepare():
         opened = open_run(run_dir, "last", allow_plugins)
         state = check_resumable(opened)
-        experiment = opened.experiment(with_optimizer=True)
+        experiment = opened.experiment(with_optimizer=True, comm=comm)
         check_workers(experiment, comm.size)
         if state["epoch"] >= experiment.config.train.epochs:
             raise NnctlError(

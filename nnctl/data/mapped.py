@@ -186,12 +186,13 @@ class MappedArray:
         for start in range(0, len(index), step):
             yield self.rows(index[start : start + step])
 
-    def first_nonfinite(self) -> tuple[int, ...] | None:
-        """(row, position...) of the first NaN/Inf value, by a streaming pass; None when every value is finite."""
+    def first_nonfinite(self, rows: slice = slice(None)) -> tuple[int, ...] | None:
+        """(row, position...) of the first NaN/Inf value among `rows`, by a streaming pass; None when all are finite."""
         if self.dtype.kind in "iu":
             return None
-        done = 0
-        for chunk in self.chunks():
+        start, stop, _ = rows.indices(len(self))
+        done = start
+        for chunk in self.chunks(np.arange(start, stop)):
             bad = ~np.isfinite(chunk)
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -57,36 +57,43 @@ class Normalizer:
         """fit() by one streaming pass over chunks of the training rows (data bigger than memory): minimum,
         maximum and, for standard, mean and variance merged chunk by chunk with Chan's pairwise update
         (Welford's for whole chunks), in float64. Equals fit() on the concatenated rows up to rounding."""
-        n, mean, m2, lo, hi = 0, None, None, None, None
+        return self.fit_stats(self.partial_stats(chunks))
+
+    def partial_stats(self, chunks) -> dict | None:
+        """The running statistics of some training rows (None for none): what fit_chunks accumulates, and
+        what data-parallel ranks, each over its part of the rows, merge with merge_stats."""
+        stats = None
         axis = 0 if self.per == "feature" else None
         for chunk in chunks:
             x = np.asarray(chunk, dtype=np.float64)
             if len(x) == 0:
                 continue
-            sample_shape = x.shape[1:]
-            b = x.shape[0] if axis == 0 else x.size
-            c_lo, c_hi = x.min(axis=axis), x.max(axis=axis)
             c_mean = x.mean(axis=axis)
-            c_m2 = ((x - c_mean) ** 2).sum(axis=axis)
-            if n == 0:
-                n, mean, m2, lo, hi = b, c_mean, c_m2, c_lo, c_hi
-                continue
-            total = n + b
-            delta = c_mean - mean
-            m2 = m2 + c_m2 + delta**2 * (n * b / total)
-            mean = mean + delta * (b / total)
-            lo, hi, n = np.minimum(lo, c_lo), np.maximum(hi, c_hi), total
-        if n == 0:
+            part = {
+                "n": x.shape[0] if axis == 0 else x.size,
+                "mean": c_mean,
+                "m2": ((x - c_mean) ** 2).sum(axis=axis),
+                "lo": x.min(axis=axis),
+                "hi": x.max(axis=axis),
+                "shape": x.shape[1:],
+            }
+            stats = merge_stats(stats, part)
+        return stats
+
+    def fit_stats(self, stats: dict | None) -> Normalizer:
+        """Shift and scale from (merged) partial_stats, as fit() computes them."""
+        if stats is None:
             raise DataError(
                 f"cannot fit '{self.method}' normalization on an empty training split; give the train split a larger ratio."
             )
+        n, mean, m2, lo, hi = (stats[k] for k in ("n", "mean", "m2", "lo", "hi"))
         if self.method == "minmax":
             span = (hi - lo) / (self.high - self.low)
             shift, scale = lo - self.low * np.where(hi == lo, 1.0, span), span
         elif self.method == "standard":
             shift, scale = mean, np.sqrt(m2 / n)
         else:
-            shift, scale = np.zeros(sample_shape), np.ones(sample_shape)
+            shift, scale = np.zeros(stats["shape"]), np.ones(stats["shape"])
         self.shift, self.scale = np.asarray(shift), np.asarray(np.where(hi == lo, 1.0, scale))
         return self
 
@@ -128,3 +135,19 @@ class Normalizer:
             raise DataError(f"normalization state has shift {shift.shape} but scale {scale.shape}; they must match.")
         norm.shift, norm.scale = shift, scale
         return norm
+
+
+def merge_stats(a: dict | None, b: dict | None) -> dict | None:
+    """Two parts' (count, mean, sum of squared deviations, min, max) as one: Chan's pairwise update."""
+    if a is None or b is None:
+        return b if a is None else a
+    total = a["n"] + b["n"]
+    delta = b["mean"] - a["mean"]
+    return {
+        "n": total,
+        "mean": a["mean"] + delta * (b["n"] / total),
+        "m2": a["m2"] + b["m2"] + delta**2 * (a["n"] * b["n"] / total),
+        "lo": np.minimum(a["lo"], b["lo"]),
+        "hi": np.maximum(a["hi"], b["hi"]),
+        "shape": a["shape"],
+    }

@@ -48,7 +48,7 @@ class OpenRun:
     def path(self) -> Path:
         return self.run.path
 
-    def experiment(self, with_optimizer: bool = False) -> Experiment:
+    def experiment(self, with_optimizer: bool = False, comm=None) -> Experiment:
         """The experiment rebuilt from the config (data and the same split), with the checkpoint's weights,
         its stored normalization statistics (not a refit) and, when asked, its optimizer state."""
         if self._experiment is None or with_optimizer:
@@ -57,7 +57,9 @@ class OpenRun:
                 "target_norm": self.checkpoint.target_norm,
                 "table": self.checkpoint.table,
             }
-            experiment = build_experiment(self.config, stored)
+            experiment = build_experiment(
+                self.config, stored, comm=comm
+            )  # comm: data-parallel ranks share the NaN check
             self.checkpoint.apply(experiment.network, experiment.optimizer if with_optimizer else None)
             if with_optimizer:
                 return experiment

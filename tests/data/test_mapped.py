@@ -3,6 +3,7 @@ streaming normalization fit; each against the in-memory path it replaces."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ import nnctl.data.mapped
 from nnctl.cli import app
 from nnctl.data.convert import convert_csv
 from nnctl.data.mapped import MappedArray, MappedRows
-from nnctl.data.transforms import Normalizer
+from nnctl.data.transforms import Normalizer, merge_stats
 from nnctl.errors import DataError
 from nnctl.session import run_training
 
@@ -65,6 +66,11 @@ def test_the_streaming_fit_equals_the_whole_array_fit(arrays, method, per):
     streamed = Normalizer(method, per).fit_chunks(x[i : i + 37] for i in range(0, len(x), 37))
     np.testing.assert_allclose(streamed.shift, whole.shift, rtol=1e-13)
     np.testing.assert_allclose(streamed.scale, whole.scale, rtol=1e-10)
+    # as data-parallel ranks do it: each its part of the rows, the parts' statistics merged in rank order
+    parts = [Normalizer(method, per).partial_stats([x[a:b]]) for a, b in ((0, 250), (250, 251), (251, 251), (251, 600))]
+    merged = Normalizer(method, per).fit_stats(functools.reduce(merge_stats, parts, None))
+    np.testing.assert_allclose(merged.shift, whole.shift, rtol=1e-13)
+    np.testing.assert_allclose(merged.scale, whole.scale, rtol=1e-10)
     with pytest.raises(DataError, match="empty training split"):
         Normalizer(method, per).fit_chunks([])
 

@@ -79,6 +79,18 @@ def test_sync_batch_norm_needs_a_sample_per_worker_in_every_batch(tmp_path):
 
 
 @needs_mpi
+def test_a_nan_in_the_second_ranks_part_of_mapped_data_is_one_error(tmp_path):
+    x = np.random.default_rng(0).random((300, 4)).astype(np.float32)
+    x[250, 3] = np.inf  # in rank 1's half of the streaming check
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(300) % 2)
+    source = f"data.source={{type: npy, x: {tmp_path / 'x.npy'}, y: {tmp_path / 'y.npy'}}}"
+    result = _nnctl("train", str(CONFIGS / "xor.yaml"), "--workers", "2", "--runs-dir", str(tmp_path), "--set", source)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("error:") == 1 and "sample 250, feature f3 is inf" in result.stderr, result.stderr
+
+
+@needs_mpi
 def test_a_one_process_run_continues_on_two_workers_and_says_so(tmp_path):
     from nnctl.session import run_training
 
