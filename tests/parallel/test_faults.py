@@ -122,3 +122,15 @@ def test_ctrl_c_to_the_launcher_exits_130_and_the_resume_is_exact(tmp_path):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert _rows(run) == _rows(uninterrupted)
+
+
+def test_sigterm_to_the_launcher_exits_143_with_every_rank_stopped(tmp_path):
+    proc = _nnctl("train", CONFIG, "--workers", "2", "--runs-dir", str(tmp_path), "-q", *SETTINGS)
+    run = _wait_for_epochs(tmp_path, 2, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["workers"] == 2
+    with np.load(run / "checkpoints" / "last.npz") as npz:
+        assert json.loads(str(npz["meta"]))["epoch"] == summary["epochs"]
