@@ -204,13 +204,16 @@ def train(
                 reason = cb.on_epoch_end(loop, row)
                 if reason and not loop.stop_reason:
                     loop.stop_reason = reason if isinstance(reason, str) else cb.name
+            signum = stop.signum
             if comm.size > 1:  # every rank stops after the same epoch: rank 0's reason (a time limit), any signal
-                agreed = comm.allgather((loop.stop_reason, stop.signum))
+                agreed = comm.allgather((loop.stop_reason, signum))
                 loop.stop_reason = agreed[0][0]
-                stop.signum = next((signum for _, signum in agreed if signum is not None), None)
+                signum = next((sig for _, sig in agreed if sig is not None), None)
+                if signum is not None:  # (a signal arriving after the allgather stays set: the next step shares it)
+                    stop.signum = signum
             if loop.stop_reason:
                 break
-            if stop.signum is not None:  # a signal during evaluation, or a pruner
+            if signum is not None:  # a signal during evaluation, or a pruner
                 loop.status = "interrupted"
                 break
 
