@@ -73,9 +73,9 @@ def resume_training(
             best = Checkpoint.load(opened.run.checkpoint_path("best"))
             if best.epoch == best_epoch:  # otherwise a kill fell between the two writes: best restarts from here
                 resume.best_params, resume.best_buffers = best.flat_params(experiment.network), best.buffers
-        return experiment, resume, state
+        return experiment, resume, state, opened.path
 
-    experiment, resume, state = agree(comm, prepare)
+    experiment, resume, state, path = agree(comm, prepare)
     trained_on = int(state.get("workers") or 1)
     if trained_on != comm.size and notify is not None and comm.rank == 0:
         notify(
@@ -83,7 +83,7 @@ def resume_training(
             f"uninterrupted {trained_on}-worker run up to rounding, except for per-rank random draws (dropout, "
             "noise, augmentation), which follow the new workers' streams."
         )
-    run = RunDir.resume(Path(run_dir), state["epoch"]) if comm.rank == 0 else None
+    run = RunDir.resume(path, state["epoch"]) if comm.rank == 0 else None
     return _train_marking_failures(experiment, run, reporter, stop, resume, comm=comm)
 
 
