@@ -367,6 +367,13 @@ class _Labels(Metric):
     def result(self):
         return self.hits / self.count if self.count else NAN
 
+    def state(self):
+        return self.hits, self.count
+
+    def merge(self, state):
+        self.hits += state[0]
+        self.count += state[1]
+
 
 @METRICS.register("label_accuracy")
 class LabelAccuracy(_Labels):

@@ -117,6 +117,7 @@ def test_shards_cover_every_item_once():
     [
         ("classification", ["accuracy", "precision", "recall", "f1", {"type": "top_k_accuracy", "k": 2}, "log_loss"]),
         ("regression", ["mse", "rmse", "mae", "r2"]),
+        ("multilabel", ["label_accuracy", "subset_accuracy"]),
     ],
 )
 def test_metric_states_of_shards_merge_to_the_whole_split(task, names):
@@ -125,6 +126,8 @@ def test_metric_states_of_shards_merge_to_the_whole_split(task, names):
     if task == "classification":
         y, pred = rng.integers(0, k, n), rng.integers(0, k, n)
         proba = rng.dirichlet(np.ones(k), n)
+    elif task == "multilabel":
+        y, pred, proba = rng.integers(0, 2, (n, 3)), rng.integers(0, 2, (n, 3)), None
     else:
         y, pred, proba = rng.normal(5, 2, (n, 2)), rng.normal(5, 2, (n, 2)), None
     whole = build_metrics(names, task, k if task == "classification" else None)
@@ -146,6 +149,14 @@ def test_metric_states_of_shards_merge_to_the_whole_split(task, names):
     cm.update([0, 1, 2], [0, 2, 2])
     other.merge(cm.state())
     assert other.result().tolist() == cm.result().tolist()
+
+
+def test_every_registered_metric_can_be_merged_across_workers():
+    from nnctl import registry
+    from nnctl.metrics import Metric
+
+    for entry in registry.METRICS.entries():
+        assert entry.component.state is not Metric.state and entry.component.merge is not Metric.merge, entry.name
 
 
 def test_the_one_process_comm_changes_nothing():
