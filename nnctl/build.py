@@ -86,22 +86,24 @@ class Experiment:
 
         `extra` are more streaming accumulators (reset/update(y, pred, proba)), e.g. a confusion
         matrix, fed in the same pass; the caller reads their result(). With a data-parallel `comm`
-        (nnctl.parallel, more than one rank) each rank scores its contiguous shard and the running
-        sums (loss, confusion matrices, residual sums) are merged in rank order, so every rank gets
-        the values of the whole split."""
+        (nnctl.parallel, more than one rank) each rank scores every size-th of the same batches and the
+        running sums (loss, confusion matrices, residual sums) are merged in rank order, so every rank
+        gets the values of the whole split."""
         data = self.splits[split]
         n = len(data)
         if n == 0:
             return {}
         parallel = comm is not None and comm.size > 1
-        lo, hi = (n * comm.rank // comm.size, n * (comm.rank + 1) // comm.size) if parallel else (0, n)
+        starts = range(0, n, batch_size)
+        if parallel:  # the one-process batches, dealt out round-robin: a weighted loss's value depends on them
+            starts = starts[comm.rank :: comm.size]
         accumulators = [*self.metrics.values(), *extra]
         need_proba = any(getattr(m, "needs_proba", False) for m in accumulators)
         for metric in accumulators:
             metric.reset()
         loss_sum = 0.0
-        for start in range(lo, hi, batch_size):
-            rows = slice(start, min(start + batch_size, hi))
+        for start in starts:
+            rows = slice(start, start + batch_size)
             out = self.network.forward(data.x[rows], training=False)
             loss_sum += self.loss.forward(out, data.y[rows]) * len(out)  # batch mean -> sum
             self.loss._cache = None

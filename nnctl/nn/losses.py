@@ -62,6 +62,20 @@ class Loss(Component):
     def name(self) -> str:
         return getattr(self, "registered_name", type(self).__name__.lower())
 
+    @property
+    def weighted(self) -> bool:
+        return self.sample_weighted
+
+    def batch_weight(self, y: np.ndarray) -> float:
+        """sum(w) of a batch: what forward() divides the weighted sum of the losses by (its length unweighted).
+        Data-parallel ranks weigh their gradients by their slice's share of the global batch's weight."""
+        labels, w = self._split_weight(y)
+        w = np.ones(len(labels)) if w is None else w.astype(np.float64)
+        class_weights = getattr(self, "weights", None)
+        if class_weights is not None:
+            w = w * class_weights[labels]
+        return float(np.sum(w))
+
     def forward(self, out: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError
 

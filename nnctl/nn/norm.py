@@ -149,13 +149,17 @@ class BatchNorm(_Affine):
         its own slice's mean loss; the trainer later weights its parameter gradients by w = local / global
         count, so the sums are taken in global units (x w) and the result returned in this rank's (/ w)."""
         local, count = self._counts
-        w = local / count
+        # The trainer's weight of this rank's gradients: its share of the batch (count, or loss weight).
+        w = getattr(self.comm, "share", None)
+        w = local / count if w is None else w
         channels = dxhat.shape[1]
         buf = np.empty(2 * channels)
         buf[:channels] = dxhat.sum(axis=(0, 2), dtype=np.float64)
         buf[channels:] = (dxhat * xhat).sum(axis=(0, 2), dtype=np.float64)
         buf *= w
         self.comm.allreduce(buf)
+        if w == 0:  # this rank's samples weigh nothing in the loss: its gradients are not used
+            return np.zeros_like(dxhat)
         buf /= w
         total = buf[:channels, None].astype(self.dtype)
         proj = buf[channels:, None].astype(self.dtype)

@@ -62,7 +62,8 @@ def run_epoch(
 
     Under MPI (`comm.size` > 1) every rank walks the same order and takes its contiguous slice of
     each global batch of train.batch_size; its gradient (a mean over its slice) is scaled by
-    n_local / n_global and summed over the ranks with one Allreduce, so the update is the
+    n_local / n_global (with sample or class weights: its share of the batch's total weight) and
+    summed over the ranks with one Allreduce, so the update is the
     one-process update on the global batch. Penalties are added after the Allreduce (once), to
     the same weights on every rank. With one process nothing is scaled and the streams are today's."""
     cfg = experiment.config
@@ -73,6 +74,7 @@ def run_epoch(
     constant_lr = cfg.schedule.type == "constant" and schedule.warmup_epochs == 0
     order = epoch_order(cfg.seed, epoch, n, cfg.train.shuffle)
     parallel = comm.size > 1
+    weighted = getattr(loss_fn, "weighted", False)
     # Per-rank streams under MPI: pure functions of (seed, epoch, rank); with one process, today's.
     augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch, *comm.stream) if experiment.augmentations else None
     net.start_epoch(cfg.seed, epoch, STREAM_LAYERS, comm.stream)  # dropout masks and noise
@@ -81,6 +83,14 @@ def run_epoch(
         lr = base_lr if constant_lr else schedule.lr(base_lr, epoch - 1 + k / steps_per_epoch, epochs)
         idx = order[start : start + batch_size]
         mine = idx[shard(len(idx), comm.rank, comm.size)] if parallel else idx
+        share = 1.0  # this rank's part of the global batch's loss: its count, or its weight (sample/class weights)
+        if parallel:
+            if weighted:
+                total = loss_fn.batch_weight(y_all.take(idx, axis=0))
+                share = loss_fn.batch_weight(y_all.take(mine, axis=0)) / total if total > 0 else 0.0
+            else:
+                share = len(mine) / len(idx)
+            comm.share = share  # for synchronized batch norm's backward
         batch_loss = 0.0
         if len(mine):
             xb, yb = x_all.take(mine, axis=0), y_all.take(mine, axis=0)
@@ -92,10 +102,11 @@ def run_epoch(
             net.backward(loss_fn.backward())
         elif parallel:
             net.flat_grads.fill(0)  # nothing to add (an empty slice), or a NaN that the flag reports
-        diverged, signum = comm.reduce_step(net.flat_grads, len(mine) / len(idx), not finite, stop.signum)
+        diverged, signum = comm.reduce_step(net.flat_grads, share, not finite, stop.signum)
         if diverged:
             return "diverged", sums
-        sums["loss"] += batch_loss * len(mine)  # this rank's share; summed over the ranks at the epoch's end
+        # this rank's part of the batch's loss x its length; summed over the ranks at the epoch's end
+        sums["loss"] += batch_loss * (len(idx) * share if weighted else len(mine))
         for reg, w, g in experiment.penalties:
             sums["penalty"] += reg.value(w) * len(idx)
             reg.add_grad(w, g)

@@ -26,6 +26,15 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "regularizers=[{type: l2, rate: 0.001}]",
         ],
     ),
+    "mlp_class_weight": (  # a weighted loss: ranks weigh their gradients by their share of the batch's weight
+        "configs/digits.yaml",
+        [
+            *_MLP,
+            "train.batch_size=50",
+            "optimizer={type: adam, lr: 0.003}",
+            "loss={type: cross_entropy, class_weight: {'0': 5.0, '3': 0.2, '7': 2.5}}",
+        ],
+    ),
     "mlp_adam": ("configs/digits.yaml", [*_MLP, "train.batch_size=37", "optimizer={type: adam, lr: 0.003}"]),
     "cnn_adam": (
         "configs/digits_cnn.yaml",
