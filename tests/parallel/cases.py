@@ -35,6 +35,16 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "loss={type: cross_entropy, class_weight: {'0': 5.0, '3': 0.2, '7': 2.5}}",
         ],
     ),
+    "sample_weight_regression": (  # per-row weights from a csv column
+        "configs/diabetes.yaml",
+        [
+            "dtype=float64",
+            "train.epochs=3",
+            "train.batch_size=21",
+            "metrics=[mse, r2]",
+            "data.source={type: csv, path: {out}/data/weighted.csv, target: y, sample_weight: w}",
+        ],
+    ),
     "mlp_adam": ("configs/digits.yaml", [*_MLP, "train.batch_size=37", "optimizer={type: adam, lr: 0.003}"]),
     "cnn_adam": (
         "configs/digits_cnn.yaml",
@@ -78,6 +88,12 @@ def write_data(out: Path) -> None:
     (out / "data").mkdir(exist_ok=True)
     np.save(out / "data" / "x.npy", data.x.astype(np.float32))
     np.save(out / "data" / "y.npy", data.y)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4))
+    y = x @ [1.0, -2.0, 0.5, 0.0] + rng.normal(0, 0.1, 300)
+    w = rng.uniform(0.1, 3.0, 300)
+    rows = ["a,b,c,d,w,y"] + [",".join(f"{v:.6f}" for v in (*xi, wi, yi)) for xi, wi, yi in zip(x, w, y, strict=True)]
+    (out / "data" / "weighted.csv").write_text("\n".join(rows) + "\n")
 
 
 def train_all(out: Path, comm=None) -> dict[str, Path]:
