@@ -149,7 +149,7 @@ def train(
         int | None,
         typer.Option(
             "--workers",
-            help="Train on N processes of this machine: data-parallel over MPI (extra nnctl[mpi]); "
+            help="Train on N processes of this machine: data-parallel over MPI (pip install 'nnctl\\[mpi]'); "
             "train.batch_size stays the global batch. On a cluster start `mpiexec -n N nnctl train ...` instead.",
             show_default=False,
         ),
