@@ -176,6 +176,19 @@ def epoch_row(experiment: Experiment, loop: Loop, sums: dict, started: float) ->
     return row
 
 
+def _agree_on_stop(loop: Loop, stop: StopFlag, comm) -> int | None:
+    """The signal to stop on after this epoch, if any. With several ranks every rank stops after the same
+    epoch: rank 0's stop reason (a time limit is measured there) and any rank's signal."""
+    signum = stop.signum
+    if comm.size > 1:
+        agreed = comm.allgather((loop.stop_reason, signum))
+        loop.stop_reason = agreed[0][0]
+        signum = next((sig for _, sig in agreed if sig is not None), None)
+        if signum is not None:  # (a signal arriving after the allgather stays set: the next step shares it)
+            stop.signum = signum
+    return signum
+
+
 def train(
     experiment: Experiment,
     run: RunDir | None = None,
@@ -223,13 +236,7 @@ def train(
                 reason = cb.on_epoch_end(loop, row)
                 if reason and not loop.stop_reason:
                     loop.stop_reason = reason if isinstance(reason, str) else cb.name
-            signum = stop.signum
-            if comm.size > 1:  # every rank stops after the same epoch: rank 0's reason (a time limit), any signal
-                agreed = comm.allgather((loop.stop_reason, signum))
-                loop.stop_reason = agreed[0][0]
-                signum = next((sig for _, sig in agreed if sig is not None), None)
-                if signum is not None:  # (a signal arriving after the allgather stays set: the next step shares it)
-                    stop.signum = signum
+            signum = _agree_on_stop(loop, stop, comm)
             if loop.stop_reason:
                 break
             if signum is not None:  # a signal during evaluation, or a pruner
