@@ -11,6 +11,7 @@ explicit `train.threads: N` is used as given. Applied through threadpoolctl (opt
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ import numpy as np
 SMALL_PRODUCT = 4_000_000
 # Other processes' load (runnable processes beyond ours) from which cores count as taken.
 BUSY_LOAD = 0.75
+# The 1-minute load average lags: it counts this run's own threads fully only after about a minute,
+# so auto steps down at once but raises the count again only this long after its last change.
+RAISE_AFTER = 60.0
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -115,6 +119,8 @@ class ThreadControl:
         if self.setting != "auto" or self.choice.threads is None or self.product < SMALL_PRODUCT:
             return
         threads, _ = self.auto(own=self.choice.threads)
+        if threads > self.choice.threads and time.monotonic() - self._changed < RAISE_AFTER:
+            return
         if threads != self.choice.threads:
             self.choice.changes.append({"epoch": epoch, "threads": threads, "load": round(other_load(), 2)})
             self._apply(threads)
@@ -124,6 +130,7 @@ class ThreadControl:
             self._limiter.restore_original_limits()
         self._limiter = self._threadpool_limits(limits=threads, user_api="blas")
         self.choice.threads = threads
+        self._changed = time.monotonic()
 
     def stop(self) -> None:
         if self._limiter is not None:

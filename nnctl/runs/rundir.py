@@ -240,8 +240,10 @@ class RunDir:
         """(best or last, a note to show): best when the run monitors a validation value; otherwise last,
         since 'best' would mean the lowest training loss. An unreadable run gives best (loading it says why)."""
         try:
-            monitor = self.read_summary()["best"]["monitor"]
-        except (NnctlError, KeyError, TypeError):
+            summary = self.read_summary()
+            # a finished run says it under "best"; a running or killed one only at the top level
+            monitor = (summary.get("best") or {}).get("monitor") or summary["monitor"]
+        except (NnctlError, KeyError, TypeError, AttributeError):
             return "best", None
         if str(monitor).startswith("val_"):
             return "best", None

@@ -63,6 +63,9 @@ class Callback(Component):
     def on_train_end(self, loop: Loop) -> None:
         pass
 
+    def close(self) -> None:
+        """Always called when train() returns or raises: release what on_train_start took (threads, files)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -235,7 +238,7 @@ class Threads(Callback):
     def on_epoch_end(self, loop, row):
         self.control.recheck(row["epoch"])
 
-    def on_train_end(self, loop):
+    def close(self):
         self.control.stop()
 
 
@@ -299,8 +302,10 @@ class Checkpointer(Callback):
 
     def on_train_end(self, loop):
         if loop.status == "interrupted" and self.saved_epoch < loop.epoch:
-            if self.best_snapshot is not None and self.best_snapshot[0] != self.best_saved_epoch:
-                loop.run.save_checkpoint("best", self.best_snapshot[1])
+            # Only the snapshot of the best epoch that last.npz names, and only if best.npz lacks it.
+            best = self.best_snapshot
+            if best is not None and best[0] == self._best_epoch() and best[0] != self.best_saved_epoch:
+                loop.run.save_checkpoint("best", best[1])
             loop.run.save_checkpoint("last", self.snapshot)
         if loop.restored_best_epoch is not None:
             loop.run.save_checkpoint("last", loop.checkpoint({"restored_best_epoch": loop.restored_best_epoch}))
@@ -320,6 +325,7 @@ class Checkpointer(Callback):
         if self.best_weights.best and self._best_epoch() != self.best_saved_epoch:
             run.save_checkpoint("best", self._best_checkpoint(loop))
             self.best_saved_epoch = self._best_epoch()
+            self.best_snapshot = None  # an older unsaved best must never overwrite this one
         run.save_checkpoint("last", loop.checkpoint())
         if self.keep_last:
             run.save_checkpoint(loop.epoch, loop.checkpoint())
@@ -397,12 +403,13 @@ class Progress(Callback):
         self.reporter.on_end(loop.result)
 
 
-def standard_callbacks(experiment, run, schedule) -> tuple[list[Callback], BestWeights]:
+def standard_callbacks(experiment, run, schedule, extra: list[Callback] = ()) -> tuple[list[Callback], BestWeights]:
     """The loop's own callbacks, from the config, in the order they run, and the best-weights keeper.
 
     Order matters: the best weights, plateau and stopping decisions see the row first; metrics.csv
     gets the row before the checkpoint that covers it; the summary is written after the last
-    checkpoint. A config's `callbacks:` run after the stopping rules and before the run files."""
+    checkpoint. A config's `callbacks:`, then `extra` (from the Python API), run after the stopping rules
+    and before the run files, so a stop they ask for is checkpointed in the same epoch."""
     cfg = experiment.config
     best = BestWeights(experiment)
     before: list[Callback] = [Threads(experiment), best]
@@ -419,6 +426,7 @@ def standard_callbacks(experiment, run, schedule) -> tuple[list[Callback], BestW
                 f"callbacks[{i}]: '{spec.type}' is run by the loop itself; set it with {entry.component.configured_by}."
             )
         before.append(CALLBACKS.create(spec))
+    before += extra
     after: list[Callback] = []
     if run is not None:
         after = [

@@ -176,6 +176,15 @@ def epoch_row(experiment: Experiment, loop: Loop, sums: dict, started: float) ->
     return row
 
 
+def _result(loop: Loop, best) -> TrainResult:
+    last = loop.history[-1] if loop.history else {}
+    final = {k: v for k, v in last.items() if k not in ("epoch", "step", "seconds", "lr")}
+    return TrainResult(
+        loop.status, loop.run.path if loop.run else None, loop.epoch, loop.step, loop.seconds, final,
+        best.best, loop.history, loop.stop.signum, loop.stop_reason,
+    )  # fmt: skip
+
+
 def _agree_on_stop(loop: Loop, stop: StopFlag, comm) -> int | None:
     """The signal to stop on after this epoch, if any. With several ranks every rank stops after the same
     epoch: rank 0's stop reason (a time limit is measured there) and any rank's signal."""
@@ -205,9 +214,9 @@ def train(
     cfg = experiment.config
     stop = stop or StopFlag()
     schedule = registry.SCHEDULES.create(cfg.schedule)
-    standard, best = standard_callbacks(experiment, run, schedule)
-    extra = [*callbacks, *([Progress(reporter)] if reporter else [])]
-    loop = Loop(experiment, run, stop, standard + extra, resumed=resume is not None, comm=comm)
+    standard, best = standard_callbacks(experiment, run, schedule, list(callbacks))
+    progress = [Progress(reporter)] if reporter else []
+    loop = Loop(experiment, run, stop, standard + progress, resumed=resume is not None, comm=comm)
     if comm.size > 1:
         _join_world(experiment, comm)
     if resume:
@@ -218,42 +227,38 @@ def train(
     elif run is not None:
         run.write_config(dump_config(cfg))
         run.write_model(experiment.network.summary())
-    steps_per_epoch = math.ceil(len(experiment.splits["train"]) / cfg.train.batch_size)
-    for cb in loop.callbacks:
-        cb.on_train_start(loop)
+    try:
+        steps_per_epoch = math.ceil(len(experiment.splits["train"]) / cfg.train.batch_size)
+        for cb in loop.callbacks:
+            cb.on_train_start(loop)
 
-    # Overflow on the way to a NaN loss is expected when training diverges; the loss check reports it.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(loop.epoch + 1, cfg.train.epochs + 1):
-            t0 = time.perf_counter()
-            loop.status, sums = run_epoch(experiment, epoch, schedule, cfg.optimizer.lr, stop, comm)
-            if loop.status != "completed":
-                break
-            loop.epoch, loop.step = epoch, loop.step + steps_per_epoch
-            row = epoch_row(experiment, loop, sums, t0)
-            loop.history.append(row)
-            for cb in loop.callbacks:
-                reason = cb.on_epoch_end(loop, row)
-                if reason and not loop.stop_reason:
-                    loop.stop_reason = reason if isinstance(reason, str) else cb.name
-            signum = _agree_on_stop(loop, stop, comm)
-            if loop.stop_reason:
-                break
-            if signum is not None:  # a signal during evaluation, or a pruner
-                loop.status = "interrupted"
-                break
+        # Overflow on the way to a NaN loss is expected when training diverges; the loss check reports it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(loop.epoch + 1, cfg.train.epochs + 1):
+                t0 = time.perf_counter()
+                loop.status, sums = run_epoch(experiment, epoch, schedule, cfg.optimizer.lr, stop, comm)
+                if loop.status != "completed":
+                    break
+                loop.epoch, loop.step = epoch, loop.step + steps_per_epoch
+                row = epoch_row(experiment, loop, sums, t0)
+                loop.history.append(row)
+                for cb in loop.callbacks:
+                    reason = cb.on_epoch_end(loop, row)
+                    if reason and not loop.stop_reason:
+                        loop.stop_reason = reason if isinstance(reason, str) else cb.name
+                signum = _agree_on_stop(loop, stop, comm)
+                if loop.stop_reason:
+                    break
+                if signum is not None:  # a signal during evaluation, or a pruner
+                    loop.status = "interrupted"
+                    break
 
-    final = {
-        k: v
-        for k, v in (loop.history[-1] if loop.history else {}).items()
-        if k not in ("epoch", "step", "seconds", "lr")
-    }
-    loop.result = TrainResult(
-        loop.status, run.path if run else None, loop.epoch, loop.step, loop.seconds, final,
-        best.best, loop.history, stop.signum, loop.stop_reason,
-    )  # fmt: skip
-    # The loop's own callbacks finish first, so the run directory is complete (final checkpoint,
-    # summary.json) when a config's callbacks end (an MLflow upload sees the finished run).
-    for cb in sorted(loop.callbacks, key=lambda cb: cb.listable):
-        cb.on_train_end(loop)
-    return loop.result
+        loop.result = _result(loop, best)
+        # The loop's own callbacks finish first, so the run directory is complete (final checkpoint,
+        # summary.json) when a config's callbacks end (an MLflow upload sees the finished run).
+        for cb in sorted(loop.callbacks, key=lambda cb: cb.listable):
+            cb.on_train_end(loop)
+        return loop.result
+    finally:  # also when a callback or a step raises: threads, files and the like are released
+        for cb in loop.callbacks:
+            cb.close()
