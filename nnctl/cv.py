@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,19 +133,9 @@ def train_fold(config_path: str, overrides: list[str], path: str) -> dict[str, A
 
 
 def _create_cv_dir(parent: Path) -> Path:
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NnctlError(f"cannot create the runs folder {parent}: {exc.strerror}.") from None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        path = parent / f"cv-{stamp}-{secrets.token_hex(3)}"
-        try:
-            path.mkdir()  # no exist_ok: the folder is ours only if we created it
-        except FileExistsError:
-            continue
-        return path
-    raise NnctlError(f"could not create a unique cv folder under {parent}.")
+    from nnctl.runs.files import new_stamped_folder
+
+    return new_stamped_folder(parent, prefix="cv-")
 
 
 def _write_summary(result: CvResult) -> None:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import secrets
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnctl.errors import NnctlError
-from nnctl.runs.files import atomic_write
+from nnctl.runs.files import atomic_write, new_stamped_folder
 from nnctl.yamlio import dump_yaml
 
 if TYPE_CHECKING:  # numpy loads with it: `nnctl runs` reads JSON and needs none
@@ -30,21 +28,9 @@ CHECKPOINT_NAMES = ("best", "last")
 
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     """A new, empty run directory; two runs started in the same second never share one."""
-    parent = Path(runs_dir) / name
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NnctlError(f"cannot create the runs folder {parent}: {exc.strerror}.") from None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        path = parent / f"{stamp}-{secrets.token_hex(3)}"
-        try:
-            path.mkdir()  # no exist_ok: the directory is ours only if we created it
-        except FileExistsError:
-            continue
-        (path / RunDir.CHECKPOINTS).mkdir()
-        return path
-    raise NnctlError(f"could not create a unique run directory under {parent}.")
+    path = new_stamped_folder(Path(runs_dir) / name)
+    (path / RunDir.CHECKPOINTS).mkdir()
+    return path
 
 
 class RunDir:

@@ -15,18 +15,16 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import json
-import secrets
 import shutil
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nnctl.config import apply_overrides, validate
 from nnctl.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, ConfigError, NnctlError
-from nnctl.runs.files import atomic_write
+from nnctl.runs.files import atomic_write, new_stamped_folder
 from nnctl.runs.rundir import RunDir
 from nnctl.sweep import strategies
 from nnctl.sweep.records import best_record, leaderboard, table_csv
@@ -121,19 +119,7 @@ def _import_plugins(raw: dict, folder: Path) -> None:
 
 
 def _new_folder(parent: Path) -> Path:
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NnctlError(f"cannot create the sweeps folder {parent}: {exc.strerror}.") from None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        path = parent / f"{stamp}-{secrets.token_hex(3)}"
-        try:
-            path.mkdir()  # no exist_ok: two sweeps started in the same second get different folders
-        except FileExistsError:
-            continue
-        return path
-    raise NnctlError(f"could not create a unique sweep folder under {parent}.")
+    return new_stamped_folder(parent, what="sweeps folder")
 
 
 def plan(spec: SweepSpec) -> list[Trial] | None:
