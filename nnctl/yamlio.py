@@ -1,8 +1,15 @@
-"""YAML reading with safe_load semantics, duplicate-key rejection, `1e-3` as a number, and line numbers."""
+"""YAML reading with safe_load semantics, duplicate-key rejection, `1e-3` as a number, and line numbers.
+
+A config is untrusted text, so its cost is bounded before anything expands it: aliases are counted as
+they would expand (a "billion laughs" file is refused, not built), recursive aliases and nesting deeper
+than MAX_DEPTH are refused, files over MAX_BYTES are refused, and integers are at most MAX_DIGITS long.
+Merge keys (`<<: *defaults`) are supported, with the mapping's own keys winning as YAML specifies.
+"""
 
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +17,17 @@ import yaml
 
 from nnctl.errors import ConfigError
 
+MAX_BYTES = 1 << 20  # 1 MiB: far above any experiment file; parsing and checking one stays well under a second
+MAX_NODES = 100_000  # values after expanding aliases
+MAX_DEPTH = 64  # nesting of mappings and lists
+MAX_DIGITS = 100  # digits of an integer (Python refuses to parse more than 4300 at all)
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (ten times faster); the pure-Python one otherwise. Both give the
+# same nodes, marks and errors for our purposes.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader that rejects duplicate keys and reads 1e-3 as a float (YAML 1.1 wants 1.0e-3)."""
 
 
@@ -23,20 +39,96 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: merged below; the mapping's own keys override merged ones
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(
+                f"{loader.name}: line {_line(key_node)}: a key must be a plain name or number, not a "
+                f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'} (a YAML complex key, '? ...')."
+            )
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise ConfigError(
-                f"{loader.name}: line {key_node.start_mark.line + 1}: duplicate key '{key}' "
+                f"{loader.name}: line {_line(key_node)}: duplicate key '{key}' "
                 f"(first given on line {seen[key]}). YAML would silently keep only the last one; remove one."
             )
-        seen[key] = key_node.start_mark.line + 1
+        seen[key] = _line(key_node)
+    try:
+        loader.flatten_mapping(node)  # resolves merge keys in place: merged pairs first, own pairs last
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"{loader.name}: line {_line(node)}: {exc.problem} ({exc.context}).") from None
+    if isinstance(node.value, list):
+        # flatten_mapping put merged pairs first: keep the last of each key (the mapping's own), once.
+        last = {}
+        for key_node, value_node in node.value:
+            last[(key_node.tag, key_node.value)] = (key_node, value_node)
+        node.value = list(last.values())
     return loader.construct_mapping(node, deep=deep)
 
 
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    digits = sum(c.isdigit() for c in node.value)
+    if digits > MAX_DIGITS:
+        raise ConfigError(
+            f"{loader.name}: line {_line(node)}: an integer with {digits} digits; nnctl takes at most {MAX_DIGITS}."
+        )
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _check_cost(node: yaml.Node, name: str) -> None:
+    """Refuse documents whose aliases would expand past MAX_NODES, that refer to themselves, or that
+    nest deeper than MAX_DEPTH; computed on the node graph (each node once), without expanding it."""
+    size: dict[int, int] = {}  # id(node) -> expanded count of values under it, itself included
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, done = stack.pop()
+        key = id(current)
+        children = _children(current)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[key] > MAX_NODES:
+                raise ConfigError(
+                    f"{name}: line {_line(current)}: this document expands to more than {MAX_NODES:,} values "
+                    "(through YAML aliases '*name'?); nnctl refuses it rather than build it."
+                )
+            if depth[key] > MAX_DEPTH:
+                raise ConfigError(f"{name}: line {_line(current)}: nested more than {MAX_DEPTH} levels deep.")
+            continue
+        if key in size:
+            continue
+        on_path.add(key)
+        stack.append((current, True))
+        for child in children:
+            if id(child) in on_path:
+                raise ConfigError(
+                    f"{name}: line {_line(child)}: a YAML alias refers to a node that contains it "
+                    "(a recursive alias); write the value out instead."
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
@@ -56,23 +148,38 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
     """Return (data, line map) for a YAML file; every problem is a ConfigError naming the file."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"config path is a folder, not a file: {path}")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+            raise ConfigError(f"config path is not a regular file: {path}")
+        if info.st_size > MAX_BYTES:
+            raise ConfigError(
+                f"{path}: {info.st_size:,} bytes; an experiment file is at most {MAX_BYTES:,} bytes. "
+                "Keep data in data files, not in the config."
+            )
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config path is a folder, not a file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, name: str = "<string>") -> tuple[Any, dict[tuple, int]]:
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{name}: {len(text):,} characters; YAML text is at most {MAX_BYTES:,}.")
     try:
         loader = _Loader(text)
         loader.name = name
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _check_cost(node, name)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -85,6 +192,10 @@ def parse_yaml(text: str, name: str = "<string>") -> tuple[Any, dict[tuple, int]
         raise ConfigError(f"{name}: {where}: not valid YAML: {exc.problem}{context}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: nested too deeply to read.") from None
+    except (ValueError, OverflowError, TypeError) as exc:  # e.g. a !!timestamp with a 13th month
+        raise ConfigError(f"{name}: a value cannot be read: {exc}.") from None
     return data, (_line_map(node) if node is not None else {})
 
 
