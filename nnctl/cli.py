@@ -529,6 +529,12 @@ def sweep(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="A sweep folder to finish: runs only its missing trials.")
     ] = None,
+    allow_plugins: Annotated[
+        bool, typer.Option("--allow-plugins", help="With --resume: import the plugins the sweep folder names.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="With --resume: run the trials recorded as failed again.")
+    ] = False,
     parallel: Annotated[int, typer.Option("--parallel", "-j", help="Trials at once (local worker processes).")] = 1,
     executor: Annotated[str, typer.Option(help="local (worker processes) or dask (a Dask cluster).")] = "local",
     address: Annotated[
@@ -550,8 +556,10 @@ def sweep(
 
     if (sweep_file is None) == (resume is None):
         raise NnctlError("give a sweep file, or --resume SWEEP_DIR (not both).")
+    if retry_failed and resume is None:
+        raise NnctlError("--retry-failed goes with --resume SWEEP_DIR.")
     check_executor(executor, address)  # before the sweep folder is written
-    plan = open_sweep(resume) if resume else prepare_sweep(sweep_file, runs_dir)
+    plan = open_sweep(resume, allow_plugins, retry_failed) if resume else prepare_sweep(sweep_file, runs_dir)
     view = SilentView() if quiet else SweepView(make_console(stderr=json_))
     outcome = Runner(plan, make_executor(executor, parallel, address), view).run()
     if json_:

@@ -68,9 +68,10 @@ def load_builtins() -> None:
 
 
 class Params(BaseModel):
-    """Base for component parameter models and config sections: unknown keys are errors, values frozen."""
+    """Base for component parameter models and config sections: unknown keys are errors, values frozen,
+    and numbers finite (`lr: .inf` or `x_range: [.nan, 1]` is an error, not a NaN run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Component:
@@ -202,18 +203,18 @@ def import_plugins(modules: list, folder: str | Path | None = None, *, allowed: 
     --allow-plugins: without it, naming plugins is an error and nothing is imported."""
     if not modules:
         return
-    if not isinstance(modules, list) or not all(isinstance(m, str) and _MODULE_NAME.fullmatch(m) for m in modules):
-        raise ConfigError(
-            f"{where or 'plugins'}: plugins must be a list of Python module names (like my_layers), got {modules!r}."
-        )
+    _check_module_names(modules, where)
     if not allowed:
         raise ConfigError(
             f"{where} was trained with plugins {modules}; importing them runs their code. "
             "Pass --allow-plugins (allow_plugins=True in Python) if you trust them (they must be importable)."
         )
     load_builtins()  # before the folder joins the import path, so nothing built in can be shadowed from it
-    if folder is not None:
-        sys.path.insert(0, str(folder))
+    added = folder is not None and str(folder) not in sys.path
+    if added:
+        # Last, not first: a file beside a config (gzip.py, json.py ...) can add a module the config
+        # names, never replace one that Python or an installed package provides.
+        sys.path.append(str(folder))
     try:
         for module in modules:
             try:
@@ -223,9 +224,22 @@ def import_plugins(modules: list, folder: str | Path | None = None, *, allowed: 
                     f"plugins: cannot import module '{module}': {exc}. A plugin is a Python module on the "
                     "import path or in the config file's folder."
                 ) from None
+            except Exception as exc:  # noqa: BLE001 - a plugin that fails to import is the user's to fix
+                raise ConfigError(f"plugins: importing '{module}' failed: {type(exc).__name__}: {exc}") from None
     finally:
-        if folder is not None:
+        if added and str(folder) in sys.path:
             sys.path.remove(str(folder))
+
+
+def _check_module_names(modules: object, where: str) -> None:
+    if not isinstance(modules, list):
+        raise ConfigError(f"{where or 'plugins'}: plugins must be a list of Python module names (like my_layers).")
+    for i, module in enumerate(modules):
+        if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+            raise ConfigError(
+                f"{where or 'plugins'}: plugins[{i}]: {module!r} is not a Python module name (like my_layers or "
+                "my_package.layers); a plugin is imported by name, never by path."
+            )
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")

@@ -11,7 +11,7 @@ from pydantic import (
 )
 
 from nnctl import registry
-from nnctl.config.messages import format_errors
+from nnctl.config.messages import _where, format_errors
 from nnctl.config.overrides import apply_overrides
 from nnctl.config.schema import experiment_model
 from nnctl.errors import ConfigError
@@ -43,7 +43,9 @@ def load_config_detailed(path: str | Path, overrides: list[str] | None = None) -
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, data, model, ...).")
     overridden = apply_overrides(raw, overrides or [])
     # A plugin next to the config file is found without installing it.
-    registry.import_plugins(raw.get("plugins") or [], Path(path).resolve().parent, where=str(path))
+    registry.import_plugins(
+        raw.get("plugins") or [], Path(path).resolve().parent, where=_where(("plugins",), lines, overridden, str(path))
+    )
     return LoadedConfig(validate(raw, lines, overridden, str(path)), raw, lines, overridden, str(path))
 
 

@@ -189,6 +189,10 @@ def _metric_names(specs: list) -> list:
 _cache: dict[str, Any] = {}
 
 
+# A run name is one folder name: letters, digits, '_', '-', '.', and not only dots ('..' would leave runs_dir).
+RUN_NAME = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+
+
 def experiment_model() -> type[BaseModel]:
     """Build (or reuse) the ExperimentConfig model for the components registered right now."""
     registry.load_builtins()
@@ -247,7 +251,7 @@ def experiment_model() -> type[BaseModel]:
     experiment = create_model(
         "ExperimentConfig",
         __base__=Section,
-        name=(str, Field("experiment", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name (folder under runs_dir).")),
+        name=(str, Field("experiment", pattern=RUN_NAME, description="Run name (folder under runs_dir).")),
         seed=(int, Field(0, ge=0, description="Seeds data generation, splits, initialisation and shuffling.")),
         dtype=(Literal["float32", "float64"], Field("float32", description="Floating type of the engine.")),
         plugins=(

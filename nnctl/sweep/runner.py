@@ -93,20 +93,35 @@ def prepare_sweep(sweep_file: str | Path, runs_dir: str | Path | None = None) ->
     return sweep
 
 
-def open_sweep(sweep_dir: str | Path) -> Sweep:
-    """Reopen a sweep folder (for --resume): its resolved sweep file and the trials recorded so far."""
+def open_sweep(sweep_dir: str | Path, allow_plugins: bool = False, retry_failed: bool = False) -> Sweep:
+    """Reopen a sweep folder (for --resume): its resolved sweep file and the trials recorded so far.
+
+    A sweep folder is data, like a run directory: the plugins its sweep.yaml names are imported only with
+    `allow_plugins`. With `retry_failed`, trials recorded as failed (e.g. their worker was killed) run again."""
     path = Path(sweep_dir)
     if not (path / SWEEP_FILE).is_file():
         raise NnctlError(f"{path} is not a sweep folder (no {SWEEP_FILE}); pass the folder `nnctl sweep` printed.")
     raw, lines = read_yaml(path / SWEEP_FILE)
+    if not isinstance(raw, dict):
+        raise NnctlError(f"{path / SWEEP_FILE} is not a sweep file (its top level is not a mapping).")
     spec = parse_sweep(raw, str(path / SWEEP_FILE), lines)
+    plugins = (spec.config or {}).get("plugins") or []
+    if plugins and not allow_plugins:
+        raise NnctlError(
+            f"{path / SWEEP_FILE} names plugins {plugins}; importing them runs their code. "
+            "Pass --allow-plugins if you trust this sweep folder."
+        )
     _import_plugins(spec.config or {}, Path(spec.base_dir) if spec.base_dir else path)
     records = {}
     if (path / RECORDS_FILE).exists():
         try:
-            records = {r["trial"]: r for r in json.loads((path / RECORDS_FILE).read_text())["trials"]}
-        except (OSError, ValueError, KeyError) as exc:
+            records = {int(r["trial"]): r for r in json.loads((path / RECORDS_FILE).read_text())["trials"]}
+            if not all(isinstance(r.get("status"), str) for r in records.values()):
+                raise ValueError("a trial record has no status")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise NnctlError(f"{path / RECORDS_FILE} is unreadable: {exc}") from None
+    if retry_failed:
+        records = {i: r for i, r in records.items() if r["status"] != "failed"}
     sweep = Sweep(spec, path, records)
     plan_check(sweep)
     return sweep

@@ -34,7 +34,7 @@ GRID_LIMIT = 1000  # an int_uniform/quniform range enumerated by `grid` may not 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Dimension(_Strict):
@@ -171,7 +171,9 @@ class Plot(_Strict):
 
 
 class SweepSpec(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Folder under runs/sweeps/.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="Folder under runs/sweeps/."
+    )
     base: str | None = Field(None, description="Experiment YAML, relative to the sweep file.")
     config: dict | None = Field(None, description="The experiment inline (instead of base).")
     set: list[str] = Field(default_factory=list, description="--set overrides applied to every trial.")
