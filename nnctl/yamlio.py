@@ -89,9 +89,11 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 def _check_cost(node: yaml.Node, name: str) -> None:
     """Refuse documents whose aliases would expand past MAX_NODES, that refer to themselves, or that
     nest deeper than MAX_DEPTH; computed on the node graph (each node once), without expanding it."""
-    size: dict[int, int] = {}  # id(node) -> expanded count of values under it, itself included
+    size: dict[int, int] = {}  # id(collection node) -> expanded count of values under it, itself included
     depth: dict[int, int] = {}
     on_path: set[int] = set()
+    if isinstance(node, yaml.ScalarNode):
+        return
     stack: list[tuple[yaml.Node, bool]] = [(node, False)]
     while stack:
         current, done = stack.pop()
@@ -99,14 +101,20 @@ def _check_cost(node: yaml.Node, name: str) -> None:
         children = _children(current)
         if done:
             on_path.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-            if size[key] > MAX_NODES:
+            total, deepest = 1, 0
+            for child in children:
+                if isinstance(child, yaml.ScalarNode):
+                    total += 1
+                else:
+                    total += size[id(child)]
+                    deepest = max(deepest, depth[id(child)])
+            size[key], depth[key] = total, deepest + 1
+            if total > MAX_NODES:
                 raise ConfigError(
                     f"{name}: line {_line(current)}: this document expands to more than {MAX_NODES:,} values "
                     "(through YAML aliases '*name'?); nnctl refuses it rather than build it."
                 )
-            if depth[key] > MAX_DEPTH:
+            if deepest + 1 > MAX_DEPTH:
                 raise ConfigError(f"{name}: line {_line(current)}: nested more than {MAX_DEPTH} levels deep.")
             continue
         if key in size:
@@ -114,6 +122,8 @@ def _check_cost(node: yaml.Node, name: str) -> None:
         on_path.add(key)
         stack.append((current, True))
         for child in children:
+            if isinstance(child, yaml.ScalarNode):
+                continue
             if id(child) in on_path:
                 raise ConfigError(
                     f"{name}: line {_line(child)}: a YAML alias refers to a node that contains it "
@@ -126,9 +136,7 @@ def _check_cost(node: yaml.Node, name: str) -> None:
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
+    return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:

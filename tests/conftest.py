@@ -59,3 +59,19 @@ class StopAfter:
     def signum(self):
         self.left -= 1
         return signal.SIGINT if self.left < 0 else None
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability figures (tests/reliability): cases tried per category and what went wrong."""
+    import sys
+
+    harness = sys.modules.get("tests.reliability.harness")
+    if harness is None or not harness.TALLY:
+        return
+    TALLY = harness.TALLY
+    columns = ("cases", "tracebacks", "wrong exit codes", "leftover run dirs", "resume mismatches")
+    terminalreporter.section("reliability figures")
+    terminalreporter.write_line(f"{'category':<34}" + "".join(f"{c:>19}" for c in columns))
+    for category in sorted(TALLY):
+        row = TALLY[category]
+        terminalreporter.write_line(f"{category:<34}" + "".join(f"{row.get(c, 0):>19}" for c in columns))

@@ -7,6 +7,7 @@ components validate exactly like built-in ones. `dump_config` gives the resolved
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -180,7 +181,7 @@ class OutputConfig(Section):
 def _metric_names(specs: list) -> list:
     """Each metric names one column (`accuracy`, `top3_accuracy`); a column listed twice is an error."""
     columns = [registry.METRICS.create(spec).column for spec in specs]
-    twice = sorted({c for c in columns if columns.count(c) > 1})
+    twice = sorted(c for c, n in Counter(columns).items() if n > 1)
     if twice:
         raise ValueError(f"metric {', '.join(repr(c) for c in twice)} is listed twice; list each once")
     return specs

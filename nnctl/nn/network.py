@@ -47,10 +47,20 @@ class Network:
                 shape = layer.build(shape, rng, dtype)
             except ConfigError as exc:
                 raise ConfigError(f"model.layers[{i}] ({layer.name}): {exc}") from None
+            except (MemoryError, ValueError, OverflowError) as exc:  # e.g. units: 1000000000000
+                if isinstance(exc, ValueError) and "too big" not in str(exc) and "negative dimensions" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"model.layers[{i}] ({layer.name}): its weights do not fit in memory ({exc}); "
+                    "use fewer units, filters or a smaller input."
+                ) from None
         self.output_shape = shape
         if self.layers:
             self.layers[0].needs_input_grad = False
-        self._flatten(np.dtype(dtype))
+        try:
+            self._flatten(np.dtype(dtype))
+        except MemoryError as exc:
+            raise ConfigError(f"model.layers: the network's weights do not fit in memory ({exc}).") from None
         self._stochastic = any(layer.stochastic for _, layer in self.all_layers())
         return self
 
