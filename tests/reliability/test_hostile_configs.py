@@ -29,7 +29,7 @@ def with_(old: str, new: str) -> str:
 CASES = [
     ("plugin-path", MINIMAL + 'plugins: ["../x"]\n', ["plugins[0]", "'../x' is not a Python module name", "line 12"]),
     ("plugin-empty", MINIMAL + 'plugins: [""]\n', ["plugins[0]", "is not a Python module name"]),
-    ("plugin-string", MINIMAL + "plugins: os\n", ["plugins: must be a list"]),
+    ("plugin-string", MINIMAL + "plugins: os\n", ["plugins must be a list", "line 12"]),
     ("plugin-missing", MINIMAL + "plugins: [no_such_module_xyz]\n", ["cannot import module 'no_such_module_xyz'"]),
     ("units-huge", with_("units: 4,", "units: 1000000000000,"), ["model.layers[0]", "units"]),
     ("int-5000-digits", with_("seed: 0", "seed: " + "7" * 5000), ["line 2", "5000 digits"]),
