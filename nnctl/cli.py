@@ -215,6 +215,11 @@ def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_) -> 
             result = resume_training(
                 resume, reporter=reporter, stop=stop, allow_plugins=allow_plugins, comm=comm, notify=note
             )
+            if result.stop_reason == "already_completed" and first:
+                make_console(stderr=True).print(
+                    f"{result.run_dir} already completed ({result.epochs} epochs); nothing to resume. To train "
+                    "longer, start a new run from its config.yaml with --set train.epochs=N."
+                )
         else:
             result = run_training(config, set_, runs_dir=runs_dir, reporter=reporter, stop=stop, comm=comm)
     except Exception as exc:

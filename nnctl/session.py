@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ from nnctl.data.tabular import fit_table
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.parallel import SingleProcess, agree, note_run_dir
 from nnctl.runs.checkpoint import Checkpoint
+from nnctl.runs.integrity import check_train_state
+from nnctl.runs.lock import RunLock, locked
 from nnctl.runs.reopen import check_resumable, open_run
 from nnctl.runs.rundir import RunDir
+from nnctl.train.resume_checks import already_completed, check_config_unchanged
 from nnctl.train.trainer import Reporter, Resume, StopFlag, TrainResult, check_workers, train
 from nnctl.yamlio import dump_yaml
 
@@ -29,7 +33,7 @@ def run_training(
     comm=None,
 ) -> TrainResult:
     """Train a config into a new run directory. With a data-parallel `comm` (nnctl.parallel) every rank
-    calls this; rank 0 alone creates and writes the run directory."""
+    calls this; rank 0 alone creates and writes the run directory (and holds its lock)."""
     comm = comm or SingleProcess()
 
     def prepare():
@@ -40,7 +44,8 @@ def run_training(
         return experiment, run
 
     experiment, run = agree(comm, prepare)
-    return _train_marking_failures(experiment, run, reporter, stop, comm=comm)
+    with locked(run.path) if run is not None else contextlib.nullcontext():
+        return _train_marking_failures(experiment, run, reporter, stop, comm=comm)
 
 
 def resume_training(
@@ -52,39 +57,49 @@ def resume_training(
     notify=None,
 ) -> TrainResult:
     """Continue a run from checkpoints/last.npz in the same directory, exactly as if never stopped.
+    A run that already completed is left as it is (a result saying so, not an error).
 
-    Under MPI every rank reads the run directory (a shared file system across machines); a run
-    continued on another number of workers than it was trained on says so through `notify`."""
+    Under MPI every rank reads the run directory (a shared file system across machines); rank 0 holds
+    its lock; a run continued on another number of workers than it was trained on says so through `notify`."""
     comm = comm or SingleProcess()
+    lock = None
 
     def prepare():
+        nonlocal lock
+        if comm.rank == 0:  # one session per run directory
+            lock = RunLock(RunDir.open(run_dir).path).acquire()
         opened = open_run(run_dir, "last", allow_plugins)
-        state = check_resumable(opened)
+        state = check_train_state(check_resumable(opened), opened.checkpoint.source)
+        done = already_completed(opened, state, write=comm.rank == 0)
+        if done is not None:
+            return None, None, state, opened.path, done
+        check_config_unchanged(opened)
         experiment = opened.experiment(with_optimizer=True, comm=comm)
         check_workers(experiment, comm.size)
-        if state["epoch"] >= experiment.config.train.epochs:
-            raise NnctlError(
-                f"{run_dir} already completed all {state['epoch']} epochs; nothing to resume. "
-                "To train longer, start a new run from its config.yaml with --set train.epochs=N."
-            )
         resume = Resume(state, seconds=float(opened.run.read_summary().get("seconds") or 0.0))
         best_epoch = (state.get("best") or {}).get("epoch")
         if best_epoch is not None and opened.run.has_checkpoint("best"):
             best = Checkpoint.load(opened.run.checkpoint_path("best"))
             if best.epoch == best_epoch:  # otherwise a kill fell between the two writes: best restarts from here
                 resume.best_params, resume.best_buffers = best.flat_params(experiment.network), best.buffers
-        return experiment, resume, state, opened.path
+        return experiment, resume, state, opened.path, None
 
-    experiment, resume, state, path = agree(comm, prepare)
-    trained_on = int(state.get("workers") or 1)
-    if trained_on != comm.size and notify is not None and comm.rank == 0:
-        notify(
-            f"this run was trained on {trained_on} worker(s) and continues on {comm.size}: the result equals an "
-            f"uninterrupted {trained_on}-worker run up to rounding, except for per-rank random draws (dropout, "
-            "noise, augmentation), which follow the new workers' streams."
-        )
-    run = RunDir.resume(path, state["epoch"]) if comm.rank == 0 else None
-    return _train_marking_failures(experiment, run, reporter, stop, resume, comm=comm)
+    try:
+        experiment, resume, state, path, done = agree(comm, prepare)
+        if done is not None:
+            return done
+        trained_on = int(state.get("workers") or 1)
+        if trained_on != comm.size and notify is not None and comm.rank == 0:
+            notify(
+                f"this run was trained on {trained_on} worker(s) and continues on {comm.size}: the result equals an "
+                f"uninterrupted {trained_on}-worker run up to rounding, except for per-rank random draws (dropout, "
+                "noise, augmentation), which follow the new workers' streams."
+            )
+        run = RunDir.resume(path, state["epoch"]) if comm.rank == 0 else None
+        return _train_marking_failures(experiment, run, reporter, stop, resume, comm=comm)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _train_marking_failures(

@@ -11,6 +11,7 @@ from nnctl.data.csvfile import describe_path
 from nnctl.data.dataset import Dataset
 from nnctl.data.targets import TaskChoice, encode_target
 from nnctl.errors import DataError
+from nnctl.npzcheck import npz_problem
 
 SPLITS = ("train", "val", "test")
 LAYOUT = (
@@ -23,6 +24,9 @@ LAYOUT = (
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Every array in the archive, loaded without pickle; DataError if that is impossible."""
     where_file = describe_path(path)
+    problem = npz_problem(path)
+    if problem:
+        raise DataError(f"cannot read .npz file {where_file}: {problem}.")
     try:
         archive = np.load(path, allow_pickle=False)
     except ValueError:  # numpy's answer for a file that is no .npy/.npz, i.e. would be unpickled
@@ -46,7 +50,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
                     "not load because that would need pickle. Save it with a numeric or string dtype, e.g. "
                     "np.asarray(values, dtype=np.float64) or dtype=str."
                 ) from None
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            except (OSError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
                 raise DataError(f"cannot read array '{key}' from {where_file}: {exc}.") from None
     return arrays
 

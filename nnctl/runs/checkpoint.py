@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from nnctl.errors import NnctlError
+from nnctl.npzcheck import npz_problem
 from nnctl.runs.files import atomic_write
+from nnctl.runs.integrity import check_optimizer_state, check_values
 
 FORMAT_VERSION = 1
 # Array groups in the order they are written (the order is part of the bytes).
@@ -118,12 +120,15 @@ class Checkpoint:
     def load(cls, path: Path) -> Checkpoint:
         """A missing, damaged or foreign file is a user error naming the file."""
         path = Path(path)
+        problem = npz_problem(path)
+        if problem:
+            raise NnctlError(f"checkpoint {path} is damaged or not an nnctl checkpoint: {problem}.")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
         except FileNotFoundError:
             raise NnctlError(f"checkpoint not found: {path}") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as exc:
             raise NnctlError(f"checkpoint {path} is damaged or not an nnctl checkpoint: {exc}") from None
         if "meta" not in arrays:
             raise NnctlError(f"checkpoint {path} has no metadata; it was not written by nnctl.")
@@ -139,10 +144,12 @@ class Checkpoint:
             if prefix not in grouped or not name:
                 raise NnctlError(f"checkpoint {path}: unexpected entry '{key}'; it was not written by nnctl.")
             grouped[prefix][name] = value
-        return cls(
+        checkpoint = cls(
             grouped["param"], grouped["buffer"], grouped["optim"], grouped["norm"], grouped["target_norm"],
             meta, str(path), grouped["table"],
         )  # fmt: skip
+        check_values(checkpoint)
+        return checkpoint
 
     # --- into a network ---
 
@@ -152,6 +159,7 @@ class Checkpoint:
         if self.buffers or network.named_buffers():
             network.load_buffers(self.buffers, source=self.source)
         if optimizer is not None:
+            check_optimizer_state(optimizer, self.optimizer, self.source)
             try:
                 optimizer.load_state_dict(self.optimizer)
             except (KeyError, ValueError) as exc:

@@ -74,12 +74,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, write_yaml, tex
     assert rows(whole.run_dir) == rows(part.run_dir)  # metrics.csv appended, same values apart from time
 
 
-def test_resume_of_a_finished_run_is_refused(tmp_path, write_yaml):
-    from nnctl.errors import NnctlError
-
+def test_resume_of_a_finished_run_is_a_no_op_success(tmp_path, write_yaml):
     done = run_training(write_yaml(ADAM_SCHEDULE), runs_dir=tmp_path)
-    with pytest.raises(NnctlError, match="nothing to resume"):
-        resume_training(done.run_dir)
+    files = {p: p.read_bytes() for p in Path(done.run_dir).rglob("*") if p.is_file()}
+    again = resume_training(done.run_dir)
+    assert (again.status, again.stop_reason, again.epochs) == ("completed", "already_completed", done.epochs)
+    assert {p: p.read_bytes() for p in Path(done.run_dir).rglob("*") if p.is_file()} == files  # untouched
 
 
 def _train_process(config, runs_dir, *extra):
