@@ -181,8 +181,11 @@ class Predictor:
             row = int(np.argwhere(~np.isfinite(raw.reshape(len(raw), -1)))[0][0])
             raise DataError(f"{where}: sample {row} holds NaN or Inf; inputs must be finite numbers.")
         dtype = np.dtype(self.config.dtype)
-        x = np.ascontiguousarray(self.normalizer.transform(raw), dtype=dtype)
-        return self.network.predict(x, batch_size)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = np.ascontiguousarray(self.normalizer.transform(raw), dtype=dtype)
+            out = self.network.predict(x, batch_size)
+        _check_finite(x, out, where, dtype)
+        return out
 
     def labels(self, out: np.ndarray) -> np.ndarray:
         """Class names (str) or indices for classification; values in original units (N, T) for regression."""
@@ -314,3 +317,24 @@ def predict_file(
     if predictor.task == "classification":
         classes = predictor.class_names or [str(i) for i in range(predictor.num_classes)]
     return PredictResult(len(rows), columns, rows, classes, output)
+
+
+def _check_finite(x: np.ndarray, out: np.ndarray, where: str, dtype: np.dtype) -> None:
+    """Inputs that overflow the engine's float type (1e308 in float32) give NaN outputs: say which."""
+    bad_x = ~np.isfinite(x.reshape(len(x), -1))
+    if bad_x.any():
+        rows = sorted({int(i) for i in np.argwhere(bad_x)[:, 0]})
+        raise DataError(
+            f"{where}: sample {rows[0]} (row {rows[0] + 1} of the data"
+            + (f"; {len(rows)} rows in all" if len(rows) > 1 else "")
+            + f") has values that overflow {dtype} after normalization (its largest is about "
+            f"{np.finfo(dtype).max:.1e}); inputs must be in the range the model was trained on."
+        )
+    bad_out = ~np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+    if bad_out.any():
+        rows = np.flatnonzero(bad_out)
+        raise DataError(
+            f"{where}: the network's output for sample {rows[0]} (row {rows[0] + 1} of the data"
+            + (f"; {len(rows)} rows in all" if len(rows) > 1 else "")
+            + ") is not finite: its inputs overflow the network; use values in the range the model was trained on."
+        )

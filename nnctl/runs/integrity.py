@@ -110,3 +110,44 @@ def config_differences(stored: Any, current: Any, path: str = "") -> list[str]:
             for d in config_differences(a, b, f"{path}[{i}]")
         ]
     return [] if stored == current else [path or "(top level)"]
+
+
+_SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "status": (str,),
+    "started": (str,),
+    "monitor": (str,),
+    "epochs": (int,),
+    "steps": (int,),
+    "seconds": (Real,),
+    "best": (dict,),
+    "final": (dict,),
+    "error": (str,),
+}
+
+
+def summary_problem(summary: dict) -> str | None:
+    """What makes a summary.json unusable for listings (a value of the wrong type), or None."""
+    for key, types in _SUMMARY_TYPES.items():
+        value = summary.get(key)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            return f"summary.json: '{key}' is {value!r}"
+    for key in ("best", "final"):
+        for column, value in (summary.get(key) or {}).items():
+            if column != "monitor" and value is not None and (not isinstance(value, Real) or isinstance(value, bool)):
+                return f"summary.json: '{key}.{column}' is {value!r}, not a number"
+    return None
+
+
+def check_metrics_rows(rows: list[dict], source: str) -> list[dict]:
+    """metrics.csv rows as read by csv.DictReader: each has a whole-number epoch, in order."""
+    last = 0
+    for line, row in enumerate(rows, start=2):
+        epoch = row.get("epoch")
+        if None in row or not isinstance(epoch, str) or not epoch.isdigit() or int(epoch) <= last:
+            raise NnctlError(
+                f"{source}: line {line} is not an epoch row (epoch {epoch!r}); the file was damaged or edited. "
+                "Restore it, or remove the broken lines."
+            )
+        last = int(epoch)
+    return rows

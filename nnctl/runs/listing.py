@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
+from nnctl.runs.integrity import summary_problem
 from nnctl.runs.rundir import RunDir
 
 TEXT_KEYS = ("name", "stamp", "status", "started")
@@ -30,6 +31,9 @@ def _record(run: Path) -> dict[str, Any]:
         summary = RunDir(run).read_summary()
     except NnctlError as exc:
         summary = {"status": "unreadable", "error": str(exc)}
+    problem = summary_problem(summary)
+    if problem:
+        summary = {"status": "unreadable", "error": problem}
     best = dict(summary.get("best") or {})
     monitor = best.pop("monitor", None) or summary.get("monitor")
     return {

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nnctl.errors import NnctlError
 from nnctl.runs.files import atomic_write, new_stamped_folder
+from nnctl.runs.integrity import check_metrics_rows
 from nnctl.yamlio import dump_yaml
 
 if TYPE_CHECKING:  # numpy loads with it: `nnctl runs` reads JSON and needs none
@@ -166,11 +167,15 @@ class RunDir:
     # --- metrics.csv ---
 
     def read_metrics(self) -> list[dict[str, str]]:
+        """The rows of metrics.csv; a damaged file is a user error naming it and the line."""
+        path = self.path / self.METRICS
         try:
-            with open(self.path / self.METRICS, newline="") as fh:
-                return list(csv.DictReader(fh))
+            with open(path, newline="", encoding="utf-8") as fh:
+                return check_metrics_rows(list(csv.DictReader(fh)), str(path))
         except FileNotFoundError:
             return []
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise NnctlError(f"{path} is unreadable: {exc}") from None
 
     def start_metrics(self) -> None:
         """Write metrics.csv with the columns every run has, when it does not exist yet; the first
