@@ -24,6 +24,8 @@ def describe_path(path: str | Path) -> str:
 def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[list[str]], list[int]]:
     """(header, rows, each row's line number in the file, header usually line 1); blank lines are skipped."""
     path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or a device would block or never end
+        raise DataError(f"CSV path {describe_path(path)} is not a regular file (a FIFO or a device?).")
     opener = gzip.open if path.name.endswith(".gz") else open
     rows: list[list[str]] = []
     lines: list[int] = []

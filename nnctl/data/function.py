@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -45,6 +46,8 @@ class FunctionSource(Component):
         def _consistent(self):
             if self.x_range[0] >= self.x_range[1]:
                 raise ValueError(f"x_range must be [low, high] with low < high, got {list(self.x_range)}")
+            if not math.isfinite(self.x_range[1] - self.x_range[0]):
+                raise ValueError(f"x_range is too wide to sample from, got {list(self.x_range)}")
             if self.target == "polynomial" and not self.coefficients:
                 raise ValueError("target: polynomial needs coefficients: [c0, c1, ...]")
             return self

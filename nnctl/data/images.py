@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Literal
@@ -212,12 +213,20 @@ class ImageFolder(Source):
             files += [(f, label) for f in found]
 
         images = []
+        bomb = (image_cls.DecompressionBombError, image_cls.DecompressionBombWarning)
         for path, _ in files:
             try:
-                with image_cls.open(path) as img:
-                    img.load()
-                    images.append(img.copy())
-            except (unidentified, OSError, ValueError, SyntaxError) as exc:
+                with warnings.catch_warnings():  # Pillow only warns below twice its pixel limit: refuse those too
+                    warnings.simplefilter("error", image_cls.DecompressionBombWarning)
+                    with image_cls.open(path) as img:
+                        img.load()
+                        images.append(img.copy())
+            except bomb as exc:
+                raise DataError(
+                    f"image file {path} declares too many pixels ({exc}); nnctl does not decode it. "
+                    "Resize or remove the file."
+                ) from None
+            except (unidentified, OSError, ValueError, SyntaxError, MemoryError) as exc:
                 raise DataError(f"cannot read image file {path}: {exc}. Remove or replace the file.") from None
         gray = p.color == "grayscale" or (
             p.color == "auto" and all(im.mode in ("1", "L", "I", "I;16", "F") for im in images)

@@ -99,6 +99,8 @@ def load_npz(path: str | Path, task: TaskChoice = "auto") -> Dataset:
         def where(i: int) -> str:
             return f"y[{i}] in {where_file}"
 
+    if len(x) == 0:
+        raise DataError(f"{where_file} holds no samples (x has 0 rows); a data file needs at least one per split.")
     x = x.reshape(len(x), -1).astype(np.float64)
     bad = np.argwhere(~np.isfinite(x))
     if bad.size:
@@ -127,6 +129,11 @@ def load_npz(path: str | Path, task: TaskChoice = "auto") -> Dataset:
 def _check_features(x: np.ndarray, key: str, where_file: str) -> None:
     if x.ndim == 0:
         raise DataError(f"array '{key}' in {where_file} is a scalar; it must hold one row per sample.")
+    if 0 in x.shape[1:]:
+        raise DataError(
+            f"array '{key}' in {where_file} has shape {x.shape}: each sample holds no values; "
+            "every axis after the first (samples) needs a size of at least 1."
+        )
     if x.dtype.kind not in "biuf":
         raise DataError(
             f"array '{key}' in {where_file} has dtype {x.dtype}; features must be numeric "

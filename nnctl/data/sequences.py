@@ -173,6 +173,11 @@ class SequenceNpz(Source):
         p = self.settings
         dataset = load_npz(p.path, p.task)  # every check of the npz source; x comes back flat
         shape = tuple(p.shape) if p.shape else _stored_sample_shape(p.path)
+        if not shape:
+            raise DataError(
+                f"x in {describe_path(p.path)} holds one value per sample; sequences are (N, T) token ids or "
+                "(N, T, F) features (or give shape: [T, F] to reshape)."
+            )
         return _reshape(dataset, shape, describe_path(p.path), "fix data.source.shape.")
 
 
