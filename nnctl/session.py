@@ -15,7 +15,7 @@ from nnctl.data.tabular import fit_table
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.parallel import SingleProcess, agree, note_run_dir
 from nnctl.runs.checkpoint import Checkpoint
-from nnctl.runs.integrity import check_train_state
+from nnctl.runs.integrity import check_train_state, write_failed
 from nnctl.runs.lock import RunLock, locked
 from nnctl.runs.reopen import check_resumable, open_run
 from nnctl.runs.rundir import RunDir
@@ -113,6 +113,8 @@ def _train_marking_failures(
         # A crash mid-run must not leave a directory that looks like a finished run.
         if run is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             run.mark_failed(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, OSError) and run is not None:  # a full disk, a file-size limit: not a bug
+            raise write_failed(run.path, exc) from None
         raise
 
 

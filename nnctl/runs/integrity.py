@@ -151,3 +151,14 @@ def check_metrics_rows(rows: list[dict], source: str) -> list[dict]:
             )
         last = int(epoch)
     return rows
+
+
+def write_failed(run_dir: Any, exc: OSError) -> NnctlError:
+    """The user error for a run that could not write its files (disk full, `ulimit -f`, permissions)."""
+    what = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return NnctlError(
+        f"cannot write to the run directory {run_dir}: {what}{where}. Training stopped; its last complete "
+        "checkpoint is kept (files are replaced atomically), so after freeing space `nnctl train --resume` "
+        "continues it."
+    )
