@@ -71,7 +71,8 @@ def pytest_terminal_summary(terminalreporter):
     TALLY = harness.TALLY
     columns = ("cases", "tracebacks", "wrong exit codes", "leftover run dirs", "resume mismatches")
     terminalreporter.section("reliability figures")
-    terminalreporter.write_line(f"{'category':<34}" + "".join(f"{c:>19}" for c in columns))
+    terminalreporter.write_line(f"{'category':<38}" + "".join(f"{c:>19}" for c in columns))
     for category in sorted(TALLY):
         row = TALLY[category]
-        terminalreporter.write_line(f"{category:<34}" + "".join(f"{row.get(c, 0):>19}" for c in columns))
+        extra = "".join(f"  {k}: {v}" for k, v in row.items() if k not in columns)
+        terminalreporter.write_line(f"{category:<38}" + "".join(f"{row.get(c, 0):>19}" for c in columns) + extra)

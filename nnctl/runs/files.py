@@ -20,6 +20,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # write() and fsync() errors (disk full, ulimit -f) name no file: name it
+            exc.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -157,8 +157,13 @@ def write_failed(run_dir: Any, exc: OSError) -> NnctlError:
     """The user error for a run that could not write its files (disk full, `ulimit -f`, permissions)."""
     what = exc.strerror or str(exc)
     where = f" ({exc.filename})" if exc.filename else ""
-    return NnctlError(
-        f"cannot write to the run directory {run_dir}: {what}{where}. Training stopped; its last complete "
-        "checkpoint is kept (files are replaced atomically), so after freeing space `nnctl train --resume` "
-        "continues it."
-    )
+    from pathlib import Path
+
+    if (Path(run_dir) / "checkpoints" / "last.npz").is_file():
+        kept = (
+            "its last complete checkpoint is kept (files are replaced atomically), so after freeing space "
+            f"`nnctl train --resume {run_dir}` continues it."
+        )
+    else:
+        kept = "no checkpoint could be written, so there is nothing to resume; free space and train again."
+    return NnctlError(f"cannot write to the run directory {run_dir}: {what}{where}. Training stopped; {kept}")
