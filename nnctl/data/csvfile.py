@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def read_csv(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[li
     except csv.Error as exc:
         near = f" near line {reader.line_num}" if reader is not None else ""
         raise DataError(f"cannot parse CSV file {describe_path(path)}{near}: {exc}.") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:  # zlib: a damaged .gz
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DataError(
             f"cannot read CSV file {describe_path(path)}: {reason}. Check the path (relative paths are "

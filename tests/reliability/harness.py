@@ -55,6 +55,7 @@ def record(category: str, outcome: Outcome, expected: tuple[int, ...] = (2,), re
     """Count the case; True when it behaved (expected exit code, no traceback, nothing left behind)."""
     tally = TALLY[category]
     tally["cases"] += 1
+    tally[f"exit {outcome.code}"] += 1
     tally["tracebacks"] += outcome.traceback
     tally["wrong exit codes"] += outcome.code not in expected
     leftover = rejected and bool(outcome.new_run_dirs)
