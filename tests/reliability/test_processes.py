@@ -180,3 +180,49 @@ def test_two_resumes_of_one_run_at_once(reference, tmp_path):
     else:
         assert [o.code for o in outcomes] == [0, 2] and "in use by another nnctl session" in outcomes[1].output
     assert final_files(run_dir) == want  # no duplicated epochs, same weights
+
+
+KILL_PLUGIN = '''
+import os, signal
+from pathlib import Path
+from pydantic import Field
+from nnctl.registry import CALLBACKS, Params
+from nnctl.train.callbacks import Callback
+
+
+@CALLBACKS.register("kill_worker_once")
+class KillWorkerOnce(Callback):
+    """SIGKILLs its own (worker) process the first time a trial with `lr` starts."""
+
+    class Params(Params):
+        marker: str = Field(...)
+        lr: float = Field(...)
+
+    def on_train_start(self, loop):
+        if loop.experiment.config.optimizer.lr == self.lr and not Path(self.marker).exists():
+            Path(self.marker).write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_a_trial_whose_worker_was_killed_runs_again_with_retry_failed(tmp_path):
+    from tests.sweep.conftest import BASE
+
+    (tmp_path / "kill_worker_plugin.py").write_text(KILL_PLUGIN)
+    base = (
+        BASE
+        + f"plugins: [kill_worker_plugin]\ncallbacks: [{{type: kill_worker_once, marker: '{tmp_path / 'killed'}', lr: 0.05}}]\n"
+    )
+    (tmp_path / "base.yaml").write_text(base)
+    (tmp_path / "s.yaml").write_text("name: s\nbase: base.yaml\nspace:\n  optimizer.lr: [0.01, 0.05]\n")
+    first = finish(nnctl("sweep", tmp_path / "s.yaml", "--runs-dir", tmp_path / "runs", "--quiet", "--json"))
+    assert record("processes: sweep worker killed", first, (4,), rejected=False), first.describe()
+    folder = next((tmp_path / "runs" / "sweeps" / "s").iterdir())
+    killed = json.loads((folder / "trials.json").read_text())["trials"][1]
+    assert (tmp_path / "killed").exists() and killed["status"] == "failed" and "died" in killed["error"]
+    again = finish(nnctl("sweep", "--resume", folder, "--allow-plugins", "--quiet"))
+    assert record("processes: sweep worker killed", again, (4,), rejected=False), again.describe()  # final
+    retried = finish(nnctl("sweep", "--resume", folder, "--allow-plugins", "--retry-failed", "--quiet"))
+    assert record("processes: sweep worker killed", retried, (0,), rejected=False), retried.describe()
+    trials = json.loads((folder / "trials.json").read_text())["trials"]
+    assert [t["status"] for t in trials] == ["completed", "completed"]
