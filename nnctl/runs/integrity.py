@@ -15,8 +15,6 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any
 
-import numpy as np
-
 from nnctl.errors import NnctlError
 
 _GROUPS = ("params", "buffers", "optimizer", "norm", "target_norm")
@@ -24,6 +22,8 @@ _GROUPS = ("params", "buffers", "optimizer", "norm", "target_norm")
 
 def check_values(checkpoint: Any) -> None:
     """Every array numeric and finite; normalization scales non-zero."""
+    import numpy as np  # here, not at the top: `nnctl runs` reads summaries without the engine
+
     source = checkpoint.source or "checkpoint"
     for group in _GROUPS:
         for key, value in getattr(checkpoint, group).items():
@@ -75,8 +75,10 @@ def check_train_state(state: Any, source: str, epochs: int | None = None) -> dic
     return state
 
 
-def check_optimizer_state(optimizer: Any, saved: dict[str, np.ndarray], source: str) -> None:
+def check_optimizer_state(optimizer: Any, saved: dict, source: str) -> None:
     """The saved optimizer arrays have the same names and shapes as the optimizer's own state."""
+    import numpy as np
+
     live = optimizer.state_dict()
     missing, extra = sorted(set(live) - set(saved)), sorted(set(saved) - set(live))
     if missing or extra:
