@@ -142,11 +142,16 @@ def summary_problem(summary: dict) -> str | None:
 
 
 def check_metrics_rows(rows: list[dict], source: str) -> list[dict]:
-    """metrics.csv rows as read by csv.DictReader: each has a whole-number epoch, in order."""
+    """metrics.csv rows as read by csv.DictReader: each has a whole-number epoch, in order, and every column.
+    A broken last line is a row torn by a kill mid-append (rows are appended before the epoch's
+    checkpoint, so it is never one a resume keeps): it is dropped. A broken line before it is an error."""
     last = 0
     for line, row in enumerate(rows, start=2):
         epoch = row.get("epoch")
-        if None in row or not isinstance(epoch, str) or not epoch.isdigit() or int(epoch) <= last:
+        torn = None in row or any(value is None for value in row.values())
+        if torn or not isinstance(epoch, str) or not epoch.isdigit() or int(epoch) <= last:
+            if line - 2 == len(rows) - 1:
+                return rows[:-1]
             raise NnctlError(
                 f"{source}: line {line} is not an epoch row (epoch {epoch!r}); the file was damaged or edited. "
                 "Restore it, or remove the broken lines."

@@ -375,3 +375,14 @@ def test_a_stale_lock_does_not_block(trained, tmp_path):
     outcome = cli("train", "--resume", run, "--quiet")
     expect("run dirs: tampered, interrupted", outcome, codes=(0,))
     assert not (run / "run.lock").exists()
+
+
+def test_a_metrics_row_torn_by_a_kill_does_not_block_resume(trained, tmp_path):
+    """A SIGKILL in the middle of appending a row leaves a partial last line: resume drops it."""
+    run = copy_run(trained, "interrupted", tmp_path)
+    with open(run / "metrics.csv", "a") as fh:
+        fh.write("1")  # a torn "12,..." reads as epoch 1, out of order
+    outcome = cli("train", "--resume", run, "--quiet")
+    expect("run dirs: tampered, interrupted", outcome, codes=(0,))
+    epochs = [line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, 7)]
