@@ -19,6 +19,7 @@ from nnctl.runs.integrity import check_train_state, write_failed
 from nnctl.runs.lock import RunLock, locked
 from nnctl.runs.reopen import check_resumable, open_run
 from nnctl.runs.rundir import RunDir
+from nnctl.train.preflight import check_before_run
 from nnctl.train.resume_checks import already_completed, check_config_unchanged
 from nnctl.train.trainer import Reporter, Resume, StopFlag, TrainResult, check_workers, train
 from nnctl.yamlio import dump_yaml
@@ -40,6 +41,7 @@ def run_training(
         config = load_config(config_path, overrides)
         experiment = build_experiment(config, comm=comm)  # every data/shape error surfaces before a run dir exists
         check_workers(experiment, comm.size)
+        check_before_run(experiment)  # and every monitor and callback error
         run = RunDir.create(runs_dir or config.output.runs_dir, config.name) if comm.rank == 0 else None
         return experiment, run
 

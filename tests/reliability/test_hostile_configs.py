@@ -63,6 +63,13 @@ CASES = [
     ("huge-float", with_("lr: 0.01", "lr: 1e400"), ["optimizer.lr", "finite"]),
     ("batch-negative", with_("batch_size: 10", "batch_size: -1"), ["train.batch_size"]),
     ("epochs-bool-list", with_("epochs: 2", "epochs: [true]"), ["train.epochs"]),
+    ("monitor-unknown", with_("batch_size: 10}", "batch_size: 10, monitor: val_x}"), ["train.monitor", "val_x"]),
+    (
+        "early-stop-monitor-unknown",
+        with_("batch_size: 10}", "batch_size: 10, early_stopping: {monitor: val_y}}"),
+        ["train.early_stopping.monitor", "val_y"],
+    ),
+    ("callback-loop-owned", MINIMAL + "callbacks: [{type: checkpoint}]\n", ["callbacks[0]", "run by the loop itself"]),
 ]
 
 
