@@ -2,7 +2,7 @@
 
 A config is untrusted text, so its cost is bounded before anything expands it: aliases are counted as
 they would expand (a "billion laughs" file is refused, not built), recursive aliases and nesting deeper
-than MAX_DEPTH are refused, files over MAX_BYTES are refused, and integers are at most MAX_DIGITS long.
+than MAX_DEPTH are refused, files over MAX_BYTES or with more than MAX_NODES values are refused, and integers are at most MAX_DIGITS long.
 Merge keys (`<<: *defaults`) are supported, with the mapping's own keys winning as YAML specifies.
 """
 
@@ -18,7 +18,7 @@ import yaml
 from nnctl.errors import ConfigError
 
 MAX_BYTES = 1 << 20  # 1 MiB: far above any experiment file; parsing and checking one stays well under a second
-MAX_NODES = 100_000  # values after expanding aliases
+MAX_NODES = 20_000  # values, aliases counted per use: experiment files hold hundreds; data belongs in data files
 MAX_DEPTH = 64  # nesting of mappings and lists
 MAX_DIGITS = 100  # digits of an integer (Python refuses to parse more than 4300 at all)
 
@@ -111,8 +111,8 @@ def _check_cost(node: yaml.Node, name: str) -> None:
             size[key], depth[key] = total, deepest + 1
             if total > MAX_NODES:
                 raise ConfigError(
-                    f"{name}: line {_line(current)}: this document expands to more than {MAX_NODES:,} values "
-                    "(through YAML aliases '*name'?); nnctl refuses it rather than build it."
+                    f"{name}: line {_line(current)}: this document holds more than {MAX_NODES:,} values (a YAML "
+                    "alias '*name' counts once per use); nnctl refuses it rather than build it."
                 )
             if deepest + 1 > MAX_DEPTH:
                 raise ConfigError(f"{name}: line {_line(current)}: nested more than {MAX_DEPTH} levels deep.")

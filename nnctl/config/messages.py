@@ -93,9 +93,20 @@ def _tag(model: Any) -> Any:
     return None
 
 
+MAX_SHOWN = 30  # problems listed in one message; a file with thousands of errors gets a short answer, fast
+
+
+def _short(value, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: a message quotes a bad value, it does not echo a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def format_errors(exc: ValidationError, raw: dict, lines: dict, overridden: dict, source: str) -> str:
     messages = []
     errors = exc.errors()
+    hidden = max(0, len(errors) - MAX_SHOWN)
+    errors = errors[:MAX_SHOWN]
     meant: set[tuple] = set()  # required keys the user misspelt: their "missing" error would repeat it
     for err in errors:
         if err["type"] == "extra_forbidden":
@@ -133,11 +144,13 @@ def format_errors(exc: ValidationError, raw: dict, lines: dict, overridden: dict
         elif kind == "literal_error":
             given = err.get("input")
             options = [o.strip().strip("'") for o in ctx.get("expected", "").replace(" or ", ", ").split(", ")]
-            text = f"{err['msg']}, got {given!r}.{suggest(str(given), options)}"
+            text = f"{err['msg']}, got {_short(given)}.{suggest(str(given)[:100], options)}"
         else:
             text = err["msg"]
             if not isinstance(err.get("input"), (dict, list)) and kind not in ("value_error",):
-                text += f" (got {err.get('input')!r})"
+                text += f" (got {_short(err.get('input'))})"
         text = text.removeprefix("Value error, ")
         messages.append(f"{_where(path, lines, overridden, source)}: {dotted_path(path)}: {text}")
+    if hidden:
+        messages.append(f"... and {hidden} more problems like these.")
     return "\n".join(messages)
