@@ -59,7 +59,9 @@ class Step(Schedule):
     """lr = base * factor^floor(t / every): drop by `factor` every `every` epochs."""
 
     class Params(ScheduleParams):
-        every: float = Field(..., gt=0, description="Epochs between drops.")
+        every: float = Field(
+            ..., ge=1e-6, description="Epochs between drops (fractions of an epoch work; at least 1e-6)."
+        )
         factor: float = Field(0.1, gt=0, le=1, description="Multiplier at each drop.")
 
     def shape(self, t, total, base_lr):
