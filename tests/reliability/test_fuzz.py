@@ -144,7 +144,13 @@ def test_configs_from_the_schema(tmp_path_factory, config):
     check("fuzz: configs from the JSON Schema", outcome, time.perf_counter() - started)
 
 
-TRAINABLE = ["xor.yaml", "iris.yaml", "plane.yaml", "digits_cnn.yaml", "gru_order.yaml"]
+TRAINABLE = [
+    "xor.yaml",
+    "iris.yaml",
+    "plane.yaml",
+    "signals_conv1d.yaml",
+    "gru_order.yaml",
+]  # one epoch in well under a second
 SECTIONS = ["optimizer", "schedule", "train", "regularizers", "metrics", "output", "callbacks", "dtype", "seed"]
 
 
@@ -176,7 +182,7 @@ def test_generated_settings_train_or_are_refused(tmp_path_factory, config):
     outcome = cli("train", path, "--runs-dir", folder / "runs", "--quiet", runs_root=folder / "runs")
     ok = record("fuzz: generated settings, trained", outcome, (0, 2, 3), rejected=outcome.code == 2)
     assert ok, outcome.describe()
-    assert time.perf_counter() - started < 20
+    assert time.perf_counter() - started < 60  # generous: a generated batch_size: 1 is slow, not wrong
 
 
 # --- raw YAML mutations --------------------------------------------------------------------------
