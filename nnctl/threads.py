@@ -3,7 +3,7 @@
 On a machine where other processes run, OpenBLAS's threads can make small matrix products 10-30x
 slower (they spin waiting for each other). `train.threads: auto` therefore runs a model whose
 largest product per step is small on one thread, a large one on every core, and steps down when
-other processes keep the cores busy (the 1-minute load average, checked after every epoch). An
+other processes keep the cores busy (runnable tasks, sampled after an epoch at most once a second). An
 explicit `train.threads: N` is used as given. Applied through threadpoolctl (optional extra
 `nnctl[speed]`); without it the setting cannot change a running process, and the summary says so.
 """
@@ -13,19 +13,23 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# Largest single matrix product per step (multiply-adds) below which one thread wins even on a quiet
-# machine: measured with the benchmarks (a 40-100-100-10 MLP at batch 100, 1M, runs fastest on one
-# thread; the 784-256-128-10 MLP at batch 128, 26M, and the benchmark CNN, 14M, on two).
-SMALL_PRODUCT = 4_000_000
+# Largest single matrix product per step (multiply-adds) below which one thread is used. OpenBLAS
+# itself runs products up to about this size on one thread (measured on this project's 2-core
+# machine, quiet: 100x100x100 takes 8.6 us on one thread and on two; 128x100x100, 1.3M, takes 13.2
+# and 8.5 us), so one thread costs nothing there, and it cannot collapse when other processes take
+# the cores. Larger products use every core while the machine is quiet.
+SMALL_PRODUCT = 1_000_000
 # Other processes' load (runnable processes beyond ours) from which cores count as taken.
 BUSY_LOAD = 0.75
-# The 1-minute load average lags: it counts this run's own threads fully only after about a minute,
-# so auto steps down at once but raises the count again only this long after its last change.
+# Load comes and goes: auto steps down at once, but raises the count again only this long after its
+# last change, so a short lull does not bring back threads that the next burst would slow.
 RAISE_AFTER = 60.0
+RECHECK_EVERY = 1.0  # seconds between load checks (a check reads /proc for well under a millisecond)
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -47,19 +51,47 @@ def env_limit() -> int | None:
 
 def largest_product(network, batch_size: int) -> int:
     """Multiply-adds of the largest weight product in one training step (forward), estimated from the
-    weight shapes and each layer's output positions (pixels of a conv, steps of a sequence)."""
+    weight shapes and the positions each weight is applied at: the pixels of a conv's output, the steps
+    of a sequence (a recurrent layer projects all of its input steps in one product)."""
     largest = 0
     for name, (_, shape) in network.param_slices.items():
-        if not name.endswith("weight"):
+        if len(shape) < 2:  # biases, scales: no product
             continue
         layer = network.layers[int(name.split(".", 1)[0])]
         positions = int(np.prod(layer.output_shape[1:])) if len(layer.output_shape) > 1 else 1
+        if len(layer.input_shape) == 2 and len(layer.output_shape) <= 2:  # a sequence (T, F) in
+            positions = max(positions, int(layer.input_shape[0]))
         largest = max(largest, batch_size * positions * int(np.prod(shape)))
     return largest
 
 
-def other_load() -> float:
-    """Runnable processes beyond this one, from the 1-minute load average (0 where unknown)."""
+def _running_threads_of_this_process() -> int:
+    running = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            running += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            pass
+    return running
+
+
+def other_load(samples: int = 5, spacing: float = 0.0) -> float:
+    """Runnable tasks of other processes now: the median of a few instantaneous samples of Linux's
+    runnable count (/proc/loadavg) less this process's running threads (its BLAS threads may be
+    spinning). Elsewhere the 1-minute load average, which lags by a minute (it still counts processes
+    that just ended), so it is only the fallback."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as fh:
+                runnable = int(fh.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            break
+        counts.append(max(0, runnable - _running_threads_of_this_process()))
+        if i + 1 < samples:
+            time.sleep(spacing)
+    if counts:
+        return float(sorted(counts)[len(counts) // 2])
     try:
         return float(os.getloadavg()[0])
     except (AttributeError, OSError):
@@ -88,6 +120,8 @@ class ThreadControl:
         self.product = largest_product(network, batch_size)
         self.choice = ThreadChoice(setting)
         self._limiter = None
+        self._checked = 0.0
+        self._was_down = False
 
     def start(self) -> ThreadChoice:
         try:
@@ -97,32 +131,43 @@ class ThreadControl:
             return self.choice
         self._threadpool_limits = threadpool_limits
         if self.setting == "auto":
-            threads, self.choice.reason = self.auto(own=0)
+            threads, self.choice.reason = self.auto()
         else:
             threads, self.choice.reason = int(self.setting), "set by train.threads"
         self._apply(threads)
+        self._checked = time.monotonic()
         return self.choice
 
-    def auto(self, own: int) -> tuple[int, str]:
-        """(threads, why) for this model now; `own` is how many threads this process is running."""
+    def auto(self, others: float | None = None) -> tuple[int, str]:
+        """(threads, why) for this model, with `others` processes running (measured now when None)."""
         top = min(cores(), env_limit() or cores())
         if self.product < SMALL_PRODUCT:
             return 1, f"auto: largest product {self.product:,} multiply-adds per step is small"
-        others = max(0.0, other_load() - own)
+        others = other_load() if others is None else others
         if others >= BUSY_LOAD:
             free = max(1, min(top, cores() - round(others)))
             return free, f"auto: large products, machine busy (load {others:.1f} besides this run)"
         return top, f"auto: largest product {self.product:,} multiply-adds per step"
 
     def recheck(self, epoch: int) -> None:
-        """After an epoch: follow the machine's load (auto only)."""
+        """After an epoch: follow the machine's load (auto only; at most once a second)."""
         if self.setting != "auto" or self.choice.threads is None or self.product < SMALL_PRODUCT:
             return
-        threads, _ = self.auto(own=self.choice.threads)
+        if time.monotonic() - self._checked < RECHECK_EVERY:
+            return
+        self._checked = time.monotonic()
+        load = other_load()
+        threads, _ = self.auto(load)
         if threads > self.choice.threads and time.monotonic() - self._changed < RAISE_AFTER:
             return
+        # A step down needs two checks in a row that agree: one reading can catch a passing process.
+        down = threads < self.choice.threads
+        if down and not self._was_down:
+            self._was_down = True
+            return
+        self._was_down = down
         if threads != self.choice.threads:
-            self.choice.changes.append({"epoch": epoch, "threads": threads, "load": round(other_load(), 2)})
+            self.choice.changes.append({"epoch": epoch, "threads": threads, "load": load})
             self._apply(threads)
 
     def _apply(self, threads: int) -> None:

@@ -50,7 +50,7 @@ def test_auto_runs_a_small_model_on_one_thread():
     experiment = build_experiment(config)
     control = threads.ThreadControl("auto", experiment.network, config.train.batch_size)
     assert control.product == 16 * 4 * 16  # the largest product: batch 16 x (4 -> 16)
-    assert control.auto(own=0)[0] == 1
+    assert control.auto()[0] == 1
 
 
 def test_auto_uses_the_cores_for_large_products_and_backs_off_under_load(monkeypatch):
@@ -63,11 +63,28 @@ def test_auto_uses_the_cores_for_large_products_and_backs_off_under_load(monkeyp
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "other_load", lambda: 0.2)
-    assert control.auto(own=0)[0] == 4  # quiet: every core
-    monkeypatch.setattr(threads, "other_load", lambda: 5.0)  # ours (2 threads) + 3 other processes
-    assert control.auto(own=2)[0] == 1
-    monkeypatch.setattr(threads, "other_load", lambda: 3.0)  # ours (2) + 1 other
-    assert control.auto(own=2)[0] == 3
+    assert control.auto()[0] == 4  # quiet: every core
+    monkeypatch.setattr(threads, "other_load", lambda: 3.0)  # three other processes running
+    assert control.auto()[0] == 1
+    monkeypatch.setattr(threads, "other_load", lambda: 1.0)  # one other
+    assert control.auto()[0] == 3
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's limit caps auto
     monkeypatch.setattr(threads, "other_load", lambda: 0.0)
-    assert control.auto(own=0)[0] == 2
+    assert control.auto()[0] == 2
+
+
+def test_other_load_counts_other_processes_not_this_ones_threads():
+    import subprocess
+    import sys
+    import time
+
+    if not threads.Path("/proc/loadavg").exists():
+        pytest.skip("no /proc/loadavg here")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        assert threads.other_load(samples=5) >= 1  # at least one of the two is seen running
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()

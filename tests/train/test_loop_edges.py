@@ -2,7 +2,6 @@
 
 import signal
 
-import numpy as np
 import pytest
 
 from nnctl.build import build_experiment
@@ -91,7 +90,7 @@ def test_the_default_checkpoint_of_a_running_run_follows_its_monitor(tmp_path):
     assert run.default_checkpoint()[0] == "last"
 
 
-def test_auto_threads_raise_only_after_the_load_average_caught_up(monkeypatch):
+def test_auto_threads_step_down_on_two_readings_and_raise_only_a_minute_later(monkeypatch):
     from nnctl import threads
 
     config = load_config(CONFIGS / "digits_cnn.yaml", ["train.epochs=1"])
@@ -99,20 +98,23 @@ def test_auto_threads_raise_only_after_the_load_average_caught_up(monkeypatch):
     for var in threads.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(threads, "cores", lambda: 16)
-    monkeypatch.setattr(threads, "other_load", lambda: 6.0)  # 6 busy cores besides us
+    monkeypatch.setattr(threads, "RECHECK_EVERY", 0.0)
+    monkeypatch.setattr(threads, "other_load", lambda: 6.0)  # 6 other processes running
     control = threads.ThreadControl("auto", experiment.network, config.train.batch_size)
     try:
         assert control.start().threads == 10
-        monkeypatch.setattr(threads, "other_load", lambda: 6.8)  # the average has not counted our 10 yet
+        monkeypatch.setattr(threads, "other_load", lambda: 10.0)  # more load arrives: one reading is not enough,
         control.recheck(1)
-        assert control.choice.threads == 10  # not "others = 0, take all 16"
-        monkeypatch.setattr(threads, "other_load", lambda: 20.0)  # ours (10) + 10 others: step down at once
-        control.recheck(2)
+        assert control.choice.threads == 10
+        control.recheck(2)  # the second in a row steps down
         assert control.choice.threads == 6
-        monkeypatch.setattr(threads.time, "monotonic", lambda: 1e12)  # long after: raising is allowed again
-        monkeypatch.setattr(threads, "other_load", lambda: 4.0)
+        monkeypatch.setattr(threads, "other_load", lambda: 0.0)  # a lull: not yet
         control.recheck(3)
+        assert control.choice.threads == 6
+        now = threads.time.monotonic()
+        monkeypatch.setattr(threads.time, "monotonic", lambda: now + 61)  # a minute later: all cores again
+        control.recheck(4)
         assert control.choice.threads == 16
+        assert [c["threads"] for c in control.choice.changes] == [6, 16]
     finally:
         control.stop()
-    assert np.isfinite(control.product)
