@@ -50,13 +50,25 @@ class Metric(Component):
     def result(self) -> float:
         raise NotImplementedError
 
+    # Names of the running sums (numbers or arrays) that shards of a split add up; a metric whose state
+    # does not simply add (R^2's Chan update) overrides state() and merge() instead.
+    sums: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def reducible(self) -> bool:
+        """Whether shards of this metric can be merged (data-parallel evaluation)."""
+        return bool(self.sums) or type(self).state is not Metric.state
+
     def state(self) -> tuple:
         """The running sums, as plain values (what a data-parallel evaluation sends to the other ranks)."""
-        raise NotImplementedError
+        if not self.sums:
+            raise NotImplementedError
+        return tuple(np.copy(v) if isinstance(v, np.ndarray) else v for v in (getattr(self, n) for n in self.sums))
 
     def merge(self, state: tuple) -> None:
         """Add another accumulator's `state()` (another shard of the same split) to this one."""
-        raise NotImplementedError
+        for name, value in zip(self.sums, state, strict=True):
+            setattr(self, name, getattr(self, name) + value)
 
     def __call__(self, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None = None) -> float:
         """The metric over whole arrays (one batch); classes are inferred when prepare() was not called."""
@@ -199,6 +211,8 @@ class TopKAccuracy(Metric):
             )
         return self
 
+    sums = ("hits", "count")
+
     def reset(self):
         self.hits = self.count = 0
 
@@ -215,13 +229,6 @@ class TopKAccuracy(Metric):
     def result(self):
         return self.hits / self.count if self.count else NAN
 
-    def state(self):
-        return self.hits, self.count
-
-    def merge(self, state):
-        self.hits += state[0]
-        self.count += state[1]
-
 
 @METRICS.register("log_loss")
 class LogLoss(Metric):
@@ -231,6 +238,8 @@ class LogLoss(Metric):
     higher_is_better = False
     needs_proba = True
     EPS: ClassVar[float] = 1e-15
+
+    sums = ("total", "count")
 
     def reset(self):
         self.total, self.count = 0.0, 0
@@ -245,13 +254,6 @@ class LogLoss(Metric):
     def result(self):
         return self.total / self.count if self.count else NAN
 
-    def state(self):
-        return self.total, self.count
-
-    def merge(self, state):
-        self.total += state[0]
-        self.count += state[1]
-
 
 # --- regression: running sums per target ------------------------------------------------------
 
@@ -262,6 +264,8 @@ class _Residuals(Metric):
     task = "regression"
     higher_is_better = False
 
+    sums = ("count", "squared", "absolute")
+
     def reset(self):
         self.count, self.squared, self.absolute = 0, 0.0, 0.0
 
@@ -271,14 +275,6 @@ class _Residuals(Metric):
         self.count += flat.size
         self.squared += float(flat @ flat)
         self.absolute += float(np.sum(np.abs(flat)))
-
-    def state(self):
-        return self.count, self.squared, self.absolute
-
-    def merge(self, state):
-        self.count += state[0]
-        self.squared += state[1]
-        self.absolute += state[2]
 
 
 @METRICS.register("mse")
@@ -361,18 +357,13 @@ class R2(Metric):
 class _Labels(Metric):
     task = "multilabel"
 
+    sums = ("hits", "count")
+
     def reset(self):
         self.count, self.hits = 0, 0
 
     def result(self):
         return self.hits / self.count if self.count else NAN
-
-    def state(self):
-        return self.hits, self.count
-
-    def merge(self, state):
-        self.hits += state[0]
-        self.count += state[1]
 
 
 @METRICS.register("label_accuracy")

@@ -19,7 +19,6 @@ from nnctl import registry
 from nnctl.build import Experiment
 from nnctl.config import dump_config
 from nnctl.errors import ConfigError
-from nnctl.metrics import Metric
 from nnctl.parallel import SingleProcess, shard
 from nnctl.rng import STREAM_AUGMENT, STREAM_LAYERS, STREAM_SHUFFLE, rng_for
 from nnctl.runs.rundir import RunDir
@@ -135,7 +134,7 @@ def check_workers(experiment: Experiment, workers: int) -> None:
     """A user error when the experiment cannot train on `workers` ranks (before any run directory exists)."""
     if workers > 1:
         for column, metric in experiment.metrics.items():
-            if type(metric).state is Metric.state or type(metric).merge is Metric.merge:
+            if not metric.reducible:
                 raise ConfigError(
                     f"metrics: '{column}' cannot be computed on {workers} workers: its class does not implement "
                     "state() and merge(), which data-parallel evaluation uses to add up the ranks' parts."
