@@ -297,8 +297,10 @@ class Checkpointer(Callback):
             self.saved_epoch, self.last_save = row["epoch"], time.monotonic()
         else:  # kept in memory for an interrupt before the next save
             self.snapshot = loop.checkpoint().copy()
-            if self._best_epoch() != self.best_saved_epoch:
-                self.best_snapshot = (self._best_epoch(), self._best_checkpoint(loop).copy())
+            best = self._best_epoch()
+            unsaved = best != self.best_saved_epoch
+            if unsaved and (self.best_snapshot is None or self.best_snapshot[0] != best):  # copied once per new best
+                self.best_snapshot = (best, self._best_checkpoint(loop).copy())
 
     def on_train_end(self, loop):
         if loop.status == "interrupted" and self.saved_epoch < loop.epoch:
