@@ -91,28 +91,29 @@ class MPIComm:
         self.stream = (self.rank,)
         self.hosts = self.comm.allgather(MPI.Get_processor_name())
         self.reduce_seconds = 0.0  # time spent in the per-step Allreduce (includes waiting for slower ranks)
-        self._buffer = None
+        self._flags = None
 
     def reduce_step(self, grads, scale: float, diverged: bool, signum: int | None) -> tuple[bool, int | None]:
-        """Sum `grads * scale` over the ranks in place, with one Allreduce that also carries whether any
-        rank's loss diverged and whether any rank got SIGINT or SIGTERM. Returns (diverged, signum)
-        as every rank agrees on them."""
+        """Sum `grads * scale` over the ranks in place, then agree in a second, 3-number Allreduce on
+        whether any rank's loss diverged and whether any rank got SIGINT or SIGTERM. Returns
+        (diverged, signum) as every rank agrees on them. Two Allreduces, because a second message
+        costs ~2 us while copying the gradients into one buffer with the flags and back cost two
+        passes over them (at 1 MB of gradients, more than the extra message)."""
         import numpy as np
 
-        n = grads.size
-        if self._buffer is None or self._buffer.size != n + 3 or self._buffer.dtype != grads.dtype:
-            self._buffer = np.empty(n + 3, dtype=grads.dtype)
-        buf = self._buffer
-        np.multiply(grads, grads.dtype.type(scale), out=buf[:n])
-        buf[n] = 1 if diverged else 0
-        buf[n + 1] = 1 if signum == signal.SIGINT else 0
-        buf[n + 2] = 1 if signum is not None and signum != signal.SIGINT else 0
+        if self._flags is None or self._flags.dtype != grads.dtype:
+            self._flags = np.empty(3, dtype=grads.dtype)
+        flags = self._flags
+        np.multiply(grads, grads.dtype.type(scale), out=grads)
+        flags[0] = 1 if diverged else 0
+        flags[1] = 1 if signum == signal.SIGINT else 0
+        flags[2] = 1 if signum is not None and signum != signal.SIGINT else 0
         t0 = time.perf_counter()
-        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        self.comm.Allreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM)
+        self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.SUM)
         self.reduce_seconds += time.perf_counter() - t0
-        grads[...] = buf[:n]
-        agreed = signal.SIGTERM if buf[n + 2] > 0 else signal.SIGINT if buf[n + 1] > 0 else None
-        return bool(buf[n] > 0), agreed
+        agreed = signal.SIGTERM if flags[2] > 0 else signal.SIGINT if flags[1] > 0 else None
+        return bool(flags[0] > 0), agreed
 
     def allreduce(self, buffer):
         """Sum a NumPy buffer over the ranks, in place."""
