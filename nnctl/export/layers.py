@@ -7,6 +7,8 @@ images (ONNX's own NCHW), (N, T, F) sequences. Weights are converted here from n
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from nnctl.export.graph import Graph
@@ -145,13 +147,31 @@ def _max_pool(layer, g: Graph, x: str) -> str:
 @register_exporter("avg_pool1d")
 @register_exporter("avg_pool2d")
 def _avg_pool(layer, g: Graph, x: str) -> str:
-    return g.op("AveragePool", [x], "avg_pool", kernel_shape=list(layer.pool), strides=list(layer.stride))
+    # As nnctl adds: the windows' elements offset by offset (strided slices, every window at once), then
+    # times 1/k; AveragePool sums in its own order and divides by k, which moves last bits.
+    dims = len(layer.pool)
+    axes = g.const(list(range(2, dims + 2)), "axes")
+    steps = g.const(list(layer.stride), "steps")
+    y = None
+    for offset in itertools.product(*(range(k) for k in layer.pool)):
+        ends = [o + s * (n - 1) + 1 for o, s, n in zip(offset, layer.stride, layer.out_sizes, strict=True)]
+        window = g.op("Slice", [x, g.const(list(offset), "starts"), g.const(ends, "ends"), axes, steps], "window")
+        y = window if y is None else g.op("Add", [y, window], "window_sum")
+    return g.op("Mul", [y, g.const(1.0 / int(np.prod(layer.pool)), "inv_size")], "avg_pool")
 
 
 @register_exporter("global_avg_pool1d")
 @register_exporter("global_avg_pool2d")
 def _global_avg_pool(layer, g: Graph, x: str) -> str:
-    return g.op("Flatten", [g.op("GlobalAveragePool", [x], "gap")], "pooled", axis=1)  # (N, C, 1, ..) -> (N, C)
+    # nnctl sums channels-last (N, P, C) over the positions one after another (the layout conv and pooling
+    # layers hand on), then divides by P. A MatMul with ones adds in that order (x * 1 + sum rounds as the
+    # sum alone); GlobalAveragePool sums in another order, which moved signals_conv1d's logits by 2 ulp.
+    # The Reshape between MatMul and Div keeps onnxruntime from fusing them into sum * (1 / P).
+    channels, positions = layer.input_shape[0], int(np.prod(layer.input_shape[1:]))
+    flat = g.reshape(x, [0, channels, positions], "positions")  # (N, C, P)
+    total = g.op("MatMul", [flat, g.const(np.ones((positions, 1)), "ones")], "sum")  # (N, C, 1)
+    total = g.reshape(total, [0, channels], "sums")
+    return g.op("Div", [total, g.const(float(positions), "positions")], "pooled")
 
 
 @register_exporter("flatten")

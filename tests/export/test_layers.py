@@ -181,6 +181,28 @@ def test_other_opsets(name, opset):
     assert np.max(np.abs(run_onnx(model, x) - network.forward(x, training=False))) <= TOLERANCE
 
 
+@pytest.mark.parametrize(
+    "name, params, shape",
+    [
+        ("global_avg_pool1d", {}, (4, 96)),
+        ("global_avg_pool2d", {}, (3, 9, 11)),
+        ("avg_pool2d", {"pool_size": 3}, (2, 9, 9)),
+        ("avg_pool1d", {"pool_size": 3, "stride": 1}, (3, 20)),
+    ],
+)
+def test_averages_add_in_nnctl_order(name, params, shape):
+    """Averages are exported as nnctl computes them (positions added one by one, then / P or * 1/k), so their
+    outputs are bitwise nnctl's: GlobalAveragePool and AveragePool sum in other orders and divide, which
+    moves the last bit of a large share of outputs. Inputs channels-last in memory, as a conv or pooling
+    layer hands them on."""
+    from nnctl.nn.conv import channels_first, channels_last
+
+    network = random_network(name, params, shape)
+    x = channels_first(np.ascontiguousarray(channels_last(inputs(network, 16) * 10)))
+    got = run_onnx(network_model(network), np.ascontiguousarray(x))
+    assert np.array_equal(got, network.forward(x, training=False))
+
+
 def test_swapped_gate_order_would_be_caught():
     """The harness is sharp: exporting an LSTM with nnctl's gate order unchanged gives different outputs."""
     from nnctl.export import layers as exporters
