@@ -186,8 +186,15 @@ def train(
         args += ["--runs-dir", str(runs_dir)] if runs_dir is not None else []
         flags = {"--allow-plugins": allow_plugins, "--quiet": quiet, "--json": json_, "--debug": debug}
         args += [flag for flag, on in flags.items() if on]
-        raise typer.Exit(code=launch(workers, args))
+        raise typer.Exit(code=launch(workers, args, on_death=_record_lost_rank))
     _train_here(config, set_ or [], resume, allow_plugins, runs_dir, quiet, json_)
+
+
+def _record_lost_rank(run_dir: str, error: str) -> None:
+    """summary.json of a job whose rank died says `failed` and why (it said `running`: every rank was killed)."""
+    from nnctl.runs.rundir import RunDir
+
+    RunDir(Path(run_dir)).mark_failed(error, only_if_running=True)
 
 
 def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_) -> None:

@@ -203,12 +203,14 @@ _HYDRA_BANNER = (
 )
 
 
-def launch(workers: int, args: list[str], out=None, err=None) -> int:
+def launch(workers: int, args: list[str], out=None, err=None, on_death=None) -> int:
     """Run `nnctl <args>` on `workers` ranks under mpiexec; the exit code of the job.
 
     Ctrl-C / SIGTERM here are forwarded to mpiexec once each (mpiexec runs in its own session, so a
     terminal's Ctrl-C reaches it only through us: Hydra aborts hard on a second Ctrl-C). A rank that
-    dies is reported by the rank number the ranks registered, with the run directory to resume."""
+    dies is reported by the rank number the ranks registered, with the run directory to resume, and
+    `on_death(run_dir, error)` records it there: Hydra SIGKILLs every other rank at once, rank 0
+    included, so no rank is left to write the run's final status."""
     import tempfile
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -249,7 +251,18 @@ def launch(workers: int, args: list[str], out=None, err=None) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if deaths:
-            err.write(_death_message(Path(folder), deaths, workers, args) + "\n")
+            error = _death_description(Path(folder), deaths, workers)
+            run_file = Path(folder) / "run_dir"
+            run_dir = run_file.read_text() if run_file.exists() else None
+            message = f"error: {error}"
+            if run_dir is not None:
+                message += (
+                    f" The run's last checkpoint is kept in {run_dir}; continue it with: "
+                    f"nnctl train --resume {run_dir} --workers {workers}"
+                )
+                if on_death is not None:
+                    on_death(run_dir, error)
+            err.write(message + "\n")
             err.flush()
             return code if code not in (0, 130, 143) else 1
         return code
@@ -275,7 +288,8 @@ def _pump(stream, target, err, deaths) -> None:
         target.flush()
 
 
-def _death_message(folder: Path, deaths, workers: int, args: list[str]) -> str:
+def _death_description(folder: Path, deaths, workers: int) -> str:
+    """'rank 1 (pid 4416 on node2) was killed by signal 9; every rank of the 2 was stopped.'"""
     ranks = {}
     for path in folder.glob("rank-*.pid"):
         pid, _, host = path.read_text().partition(" ")
@@ -286,15 +300,7 @@ def _death_message(folder: Path, deaths, workers: int, args: list[str]) -> str:
         how = f"was killed by signal {code}" if code and code < 64 else f"exited with code {code}"
         who = f"rank {rank}" if rank is not None else "a rank"
         parts.append(f"{who} (pid {pid} on {host}) {how}")
-    message = "error: " + "; ".join(parts) + f"; every rank of the {workers} was stopped."
-    run_file = folder / "run_dir"
-    if run_file.exists():
-        run_dir = run_file.read_text()
-        message += (
-            f" The run's last checkpoint is kept in {run_dir}; continue it with: "
-            f"nnctl train --resume {run_dir} --workers {workers}"
-        )
-    return message
+    return "; ".join(parts) + f"; every rank of the {workers} was stopped."
 
 
 def agree(comm, prepare):

@@ -96,11 +96,18 @@ def test_a_killed_rank_stops_the_job_within_seconds_naming_it_and_the_run_resume
     assert "rank 1 (pid" in err and "was killed by signal 9" in err, err
     assert f"nnctl train --resume {run}" in err, err
     assert "BAD TERMINATION" not in err  # Hydra's banner is replaced by the message above
+    # Hydra SIGKILLs rank 0 too; the launcher records the end, so the run no longer says "running"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed", summary
+    assert summary["error"].startswith("rank 1 (pid") and "killed by signal 9" in summary["error"], summary
+    listed = _run("runs", str(tmp_path), "--json")
+    assert [(r["status"], r["error"]) for r in json.loads(listed.stdout)] == [("failed", summary["error"])], listed
 
     resumed = _run("train", "--resume", str(run), "--workers", "2", "-q", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["epochs"] == 30
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and "error" not in summary, summary
 
 
 def test_ctrl_c_to_the_launcher_exits_130_and_the_resume_is_exact(tmp_path):
