@@ -12,6 +12,7 @@ from typing import Any
 
 from nnctl.errors import NnctlError
 from nnctl.runs.integrity import summary_problem
+from nnctl.runs.lock import as_seen_now
 from nnctl.runs.rundir import RunDir
 
 TEXT_KEYS = ("name", "stamp", "status", "started")
@@ -34,6 +35,7 @@ def _record(run: Path) -> dict[str, Any]:
     problem = summary_problem(summary)
     if problem:
         summary = {"status": "unreadable", "error": problem}
+    summary = as_seen_now(summary, run)
     best = dict(summary.get("best") or {})
     monitor = best.pop("monitor", None) or summary.get("monitor")
     return {

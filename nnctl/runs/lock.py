@@ -100,6 +100,34 @@ class RunLock:
         self._fd = None
 
 
+def lost_holder(run_dir: Path) -> str | None:
+    """'PID 4416 on vm' when run.lock names a process of this machine that no longer exists: its session
+    ended without cleaning up (SIGKILL, out of memory, an MPI job that lost a rank: Hydra SIGKILLs rank 0
+    too), so it cannot have written its final status. None when the holder lives, is elsewhere, or there is
+    no lock file (a session that ended cleanly removes it)."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK_FILE).read_text())
+        host, pid = holder["host"], int(holder["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname() or _alive(pid):
+        return None
+    return f"PID {pid} on {host}"
+
+
+def as_seen_now(summary: dict, run_dir: Path) -> dict:
+    """A summary that says `running` whose session is gone (lost_holder) reads as `failed`, with why and
+    how to continue; every other summary as it is. Read only: the directory is left as it is."""
+    lost = lost_holder(run_dir) if summary.get("status") == "running" else None
+    if not lost:
+        return summary
+    error = (
+        f"its training process ({lost}) is gone without a final status (killed: SIGKILL, out of memory, or a "
+        f"lost MPI rank); continue it with: nnctl train --resume {run_dir}"
+    )
+    return {**summary, "status": "failed", "error": error}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -109,10 +109,12 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Run:
+        from nnctl.runs.lock import as_seen_now
         from nnctl.runs.rundir import RunDir
 
         run = RunDir.open(path)
-        return cls(run.path, checkpoint, allow_plugins, read_rows(run.path), run.read_summary())
+        summary = as_seen_now(run.read_summary(), run.path)  # a killed session's 'running' reads as failed
+        return cls(run.path, checkpoint, allow_plugins, read_rows(run.path), summary)
 
     @property
     def experiment(self):

@@ -110,6 +110,34 @@ def test_a_killed_rank_stops_the_job_within_seconds_naming_it_and_the_run_resume
     assert summary["status"] == "completed" and "error" not in summary, summary
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's pid through /proc")
+def test_a_killed_rank_under_bare_mpiexec_leaves_a_run_that_reads_as_failed(tmp_path):
+    """mpiexec -n 2 nnctl train (no launcher of ours): Hydra SIGKILLs rank 0 at once, so nobody writes the
+    final status; summary.json stays `running`, but rank 0's run.lock names a process that is gone, and
+    `nnctl runs` says failed, naming it. The run resumes."""
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "NNCTL_TEST_TAG": tag}
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, "-m", "nnctl", "train", CONFIG, "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [*cmd, "-q", *SETTINGS], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    run = _wait_for_epochs(tmp_path, 2, proc)
+    rank0 = _rank_pid(tag, 0)
+    os.kill(_rank_pid(tag, 1), signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "running"  # as rank 0 left it
+    listed = _run("runs", str(tmp_path), "--json")
+    [record] = json.loads(listed.stdout)
+    assert record["status"] == "failed" and f"PID {rank0} on" in record["error"], record
+
+    resumed = _run("train", "--resume", str(run), "--workers", "2", "-q", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert json.loads(_run("runs", str(tmp_path), "--json").stdout)[0]["status"] == "completed"
+
+
 def test_ctrl_c_to_the_launcher_exits_130_and_the_resume_is_exact(tmp_path):
     proc = _nnctl("train", CONFIG, "--workers", "2", "--runs-dir", str(tmp_path / "a"), "-q", *SETTINGS)
     run = _wait_for_epochs(tmp_path / "a", 2, proc)

@@ -96,3 +96,46 @@ def test_duration():
     assert (
         duration(3.21) == "3.2 s" and duration(75) == "1m 15s" and duration(7322) == "2h 02m" and duration(None) == "-"
     )
+
+
+def _lock(run, host, pid):
+    (run / "run.lock").write_text(json.dumps({"host": host, "pid": pid}))
+
+
+def test_a_running_run_whose_process_is_gone_reads_as_failed(tmp_path):
+    """A SIGKILLed session (or an MPI job whose rank 0 Hydra killed) leaves summary.json at `running` and
+    its run.lock behind: a lock naming a process of this machine that no longer exists means it failed."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from nnctl.viz.plots import Run
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    killed = fake_run(tmp_path, "iris", "20260101-100000-aaaaaa", status="running")
+    _lock(killed, socket.gethostname(), dead_pid)
+    alive = fake_run(tmp_path, "iris", "20260101-110000-bbbbbb", status="running")
+    _lock(alive, socket.gethostname(), os.getpid())
+    elsewhere = fake_run(tmp_path, "iris", "20260101-120000-cccccc", status="running")
+    _lock(elsewhere, "another-" + socket.gethostname(), dead_pid)  # cannot be checked from here
+    fake_run(tmp_path, "iris", "20260101-130000-dddddd", status="running")  # no lock file: as written
+    done = fake_run(tmp_path, "iris", "20260101-140000-eeeeee", final={"val_loss": 0.1})
+    _lock(done, socket.gethostname(), dead_pid)  # only `running` is second-guessed
+
+    records = {r["stamp"][-6:]: r for r in list_runs(tmp_path)}
+    assert {k: r["status"] for k, r in records.items()} == {
+        "aaaaaa": "failed",
+        "bbbbbb": "running",
+        "cccccc": "running",
+        "dddddd": "running",
+        "eeeeee": "completed",
+    }
+    assert f"PID {dead_pid} on {socket.gethostname()}" in records["aaaaaa"]["error"]
+    assert f"nnctl train --resume {killed}" in records["aaaaaa"]["error"]
+    assert json.loads((killed / "summary.json").read_text())["status"] == "running"  # read only
+    for run in (killed, alive):
+        (run / "config.yaml").write_text("name: iris\n")  # what makes a folder a run for Run.open
+    assert Run.open(killed).summary["status"] == "failed"  # report and plot titles read it the same way
+    assert Run.open(alive).summary["status"] == "running"
