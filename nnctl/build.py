@@ -171,6 +171,34 @@ def _normalizer(normalizer: Normalizer, train_values: np.ndarray, state: dict | 
     return Normalizer.from_state(normalizer.method, state) if state else normalizer.fit(train_values)
 
 
+CHUNK_BYTES = 4 * 2**20  # float64 rows per chunk when a split is gathered and normalized
+
+
+def _chunks(x: np.ndarray, idx: np.ndarray):
+    """(start, x[idx[start:stop]] as float64) a bounded chunk of rows at a time."""
+    step = max(1, CHUNK_BYTES // max(1, 8 * int(np.prod(x.shape[1:], dtype=np.int64))))
+    for start in range(0, len(idx), step):
+        yield start, np.asarray(x[idx[start : start + step]], dtype=np.float64)
+
+
+def _rows64(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """x[idx] as float64, gathered a chunk at a time (no copy in x's own type besides it)."""
+    out = np.empty((len(idx), *x.shape[1:]), dtype=np.float64)
+    for start, rows in _chunks(x, idx):
+        out[start : start + len(rows)] = rows
+    return out
+
+
+def _normalized(x: np.ndarray, idx: np.ndarray, normalizer: Normalizer, dtype) -> np.ndarray:
+    """The rows `idx` of x normalized in float64 and cast to the engine dtype, a chunk of rows at a time
+    into the one array returned: no float64 copy of the split and no float64 temporaries of its size. Each
+    value is what one transform of the whole split gives (the arithmetic is per element)."""
+    out = np.empty((len(idx), *x.shape[1:]), dtype=dtype)
+    for start, rows in _chunks(x, idx):
+        out[start : start + len(rows)] = normalizer.transform(rows)
+    return out
+
+
 def build_network(config: BaseModel, input_shape: tuple[int, ...], dtype) -> Network:
     layers = []
     for spec in config.model.layers:
@@ -251,9 +279,10 @@ def build_experiment(
             stats = functools.reduce(merge_stats, comm.allgather(stats), None)
         normalizer.fit_stats(stats)
     else:
+        fit_rows = indices["train"] if norm.method != "none" else indices["train"][:1]  # none: the shape is all
         normalizer = _normalizer(
             Normalizer(norm.method, norm.per, norm.range),
-            None if mapped else dataset.x[indices["train"]],
+            None if mapped or stored.get("norm") else _rows64(dataset.x, fit_rows),
             stored.get("norm"),
         )
     target_normalizer = _normalizer(
@@ -266,7 +295,7 @@ def build_experiment(
         if mapped:  # normalized batch by batch when the trainer takes it
             x = MappedRows(dataset.x, idx, normalizer, dtype)
         else:
-            x = np.ascontiguousarray(normalizer.transform(dataset.x[idx]), dtype=dtype)
+            x = _normalized(dataset.x, idx, normalizer, dtype)
         y_true = dataset.y[idx]
         y = (
             y_true

@@ -15,6 +15,7 @@ Task = Literal["classification", "regression", "multilabel"]  # multilabel: y (N
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare by identity
 class Dataset:
     """Raw features x (N, ...) float64 and targets y: (N,) int64 class indices or (N, T) float64.
+    (A float32 .npy keeps float32, mapped or read whole: build normalizes its rows in float64 all the same.)
 
     x is (N, F) for tabular data; sources of images or sequences give (N, C, H, W), (N, T, F) ...;
     feature_names then name the values of one sample only where that is meaningful (may be empty)."""

@@ -186,6 +186,17 @@ class MappedArray:
         for start in range(0, len(index), step):
             yield self.rows(index[start : start + step])
 
+    def load(self) -> np.ndarray:
+        """Every row in memory, read a chunk at a time into one array (the mapped pages handed back as they
+        pile up): float32 stays float32 (build normalizes it in float64, a chunk at a time, as the mapped
+        path does per batch), any other type becomes float64 like the in-memory sources."""
+        out = np.empty(self.shape, dtype=np.float32 if self.dtype == np.float32 else np.float64)
+        done = 0
+        for chunk in self.chunks():
+            out[done : done + len(chunk)] = chunk
+            done += len(chunk)
+        return out
+
     def first_nonfinite(self, rows: slice = slice(None)) -> tuple[int, ...] | None:
         """(row, position...) of the first NaN/Inf value among `rows`, by a streaming pass; None when all are finite."""
         if self.dtype.kind in "iu":
@@ -282,8 +293,8 @@ def load_npy(x_path: str | Path, y_path: str | Path, task="auto", mapped: bool =
     from nnctl.data.targets import encode_target
 
     x = MappedArray([Path(x_path)])
-    if not mapped:  # read whole, as float64 like every in-memory source
-        x = x.rows(np.arange(len(x))).astype(np.float64)
+    if not mapped:  # read whole: one array, no float32 copy besides it and no whole file of mapped pages
+        x = x.load()
     try:
         raw = np.load(y_path, allow_pickle=False)
     except ValueError:
