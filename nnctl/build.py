@@ -199,13 +199,50 @@ def _normalized(x: np.ndarray, idx: np.ndarray, normalizer: Normalizer, dtype) -
     return out
 
 
-def build_network(config: BaseModel, input_shape: tuple[int, ...], dtype) -> Network:
+def build_network(
+    config: BaseModel, input_shape: tuple[int, ...], dtype, table: TablePreprocessor | None = None
+) -> Network:
+    """The config's layers built for `input_shape`; a table's embedded columns size its `category_embedding`."""
     layers = []
-    for spec in config.model.layers:
+    for i, spec in enumerate(config.model.layers):
         fields = spec.model_dump()
         fields.pop("regularizers", None)  # applied by the trainer, not the layer
+        if fields["type"] == "category_embedding":
+            fields |= embedding_fields(fields, i, table)
         layers.append(registry.LAYERS.create(fields))
+    embedded = table.embedded if table is not None else []
+    if embedded and (not layers or layers[0].name != "category_embedding"):
+        names = ", ".join(c.name for c in embedded)
+        raise ConfigError(
+            f"data.source.columns: {names} {'is' if len(embedded) == 1 else 'are'} declared encoding: embedding, "
+            "so the network must start with the layer that turns level ids into vectors: add "
+            "`- {type: category_embedding}` as model.layers[0]."
+        )
     return Network(layers).build(input_shape, rng_for(config.seed, STREAM_INIT), dtype)
+
+
+def embedding_fields(fields: dict, index: int, table: TablePreprocessor | None) -> dict:
+    """vocab_sizes and dims of a `category_embedding` layer: the table's embedded columns (or as written)."""
+    if index != 0:
+        raise ConfigError(
+            f"model.layers[{index}] is category_embedding, which reads the table's category ids: it must be "
+            "model.layers[0]."
+        )
+    if table is None or not table.embedded:
+        if fields.get("vocab_sizes") and fields.get("dims"):
+            return {}
+        raise ConfigError(
+            "model.layers[0] is category_embedding, but no data.source column is declared "
+            "{type: category, encoding: embedding}; declare one, or remove the layer."
+        )
+    sizes, dims = table.embedding_sizes()
+    for key, value in (("vocab_sizes", sizes), ("dims", dims)):
+        if fields.get(key) is not None and list(fields[key]) != value:
+            raise ConfigError(
+                f"model.layers[0].{key} is {fields[key]}, but the table's embedded columns "
+                f"({', '.join(c.name for c in table.embedded)}) give {value}; leave {key} out to take them."
+            )
+    return {"vocab_sizes": sizes, "dims": dims}
 
 
 def build_regularization(config: BaseModel, network: Network) -> tuple[list, list]:
@@ -285,6 +322,8 @@ def build_experiment(
             None if mapped or stored.get("norm") else _rows64(dataset.x, fit_rows),
             stored.get("norm"),
         )
+    if table is not None and table.embedded:  # level ids reach category_embedding as they are
+        normalizer.keep_last(len(table.embedded), "data.normalize")
     target_normalizer = _normalizer(
         Normalizer(config.data.target_normalize), targets_2d[train_idx], stored.get("target_norm")
     )
@@ -306,7 +345,7 @@ def build_experiment(
             y = with_sample_weight(y, dataset.sample_weight[idx])
         splits[name] = Split(x, y, y_true)
 
-    network = build_network(config, dataset.sample_shape, dtype)
+    network = build_network(config, dataset.sample_shape, dtype, table)
     loss = registry.LOSSES.create(config.loss)
     targets = dataset.y.shape[1] if dataset.task != "classification" else 1
     loss.check(network.output_shape, dataset.task, dataset.num_classes, targets)

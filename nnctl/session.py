@@ -126,7 +126,7 @@ def describe_config(config_path: str | Path, overrides: list[str], explain: bool
     dataset = load_dataset(config)
     rows = split_rows(config, dataset)
     dataset, table = fit_table(dataset, rows["train"], None)  # a table: typed and encoded on the training rows
-    network = build_network(config, dataset.sample_shape, np.dtype(config.dtype))
+    network = build_network(config, dataset.sample_shape, np.dtype(config.dtype), table)
     if explain:
         sources = value_sources(loaded)
         width = max(len(k) for k in sources)
@@ -190,8 +190,8 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
 
     config = load_config(config_path, list(overrides) + ["dtype=float64"])
     dataset = load_dataset(config)
-    dataset, _ = fit_table(dataset, split_rows(config, dataset)["train"], None)
-    network = build_network(config, dataset.sample_shape, np.float64)
+    dataset, prep = fit_table(dataset, split_rows(config, dataset)["train"], None)
+    network = build_network(config, dataset.sample_shape, np.float64, prep)
     loss = registry.LOSSES.create(config.loss)
     rng = np.random.default_rng(config.seed)
 

@@ -331,7 +331,7 @@ def _predictor(ckpt):
     normalizer = Normalizer.from_state(config.data.normalize.method, ckpt.norm)
     table = TablePreprocessor.from_state(ckpt.table) if ckpt.table else None
     width = len(table.feature_names) if table is not None else len(ckpt.meta["feature_names"])
-    network = build_network(config, (width,), np.dtype(config.dtype))
+    network = build_network(config, (width,), np.dtype(config.dtype), table)
     ckpt.apply(network)
     return Predictor(
         config=config,

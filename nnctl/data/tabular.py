@@ -7,7 +7,9 @@ then encodes any rows (train, val, test, new data at predict time) into a float6
     numeric   the number (blank -> the imputed value)
     binary    true/false, yes/no, t/f, y/n, 1/0 -> 1/0
     category  one-hot over the training levels (the `max_levels` most frequent) plus `other`, which
-              takes rarer levels and levels never seen in training (counted, with a warning)
+              takes rarer levels and levels never seen in training (counted, with a warning);
+              `encoding: embedding`: one column holding the level's id (0..levels-1, `other` last),
+              placed after every other feature, for the network's `category_embedding` layer
     ignore    not used
     + `indicator: true`: a 0/1 column `<name>_missing` after the column's own
 
@@ -46,7 +48,15 @@ class ColumnSpec(Params):
         None, description="numeric, category (one-hot), binary (true/false, yes/no, 1/0) or ignore; inferred if unset."
     )
     encoding: Literal["onehot", "embedding"] = Field(
-        "onehot", description="How a category is encoded: onehot (embedding: not implemented yet)."
+        "onehot",
+        description="How a category reaches the network: onehot (a 0/1 column per level), or embedding (its level "
+        "id, turned into a learned vector of `dim` numbers by a first layer `category_embedding`; for many levels).",
+    )
+    dim: int | None = Field(
+        None,
+        ge=1,
+        description="encoding: embedding: the length of each level's vector (default min(50, round(1.6 * levels "
+        "** 0.56)), fastai's rule).",
     )
     max_levels: int = Field(
         30, ge=1, description="Category: keep the N most frequent training levels; rarer ones are folded into 'other'."
@@ -63,11 +73,10 @@ class ColumnSpec(Params):
 
     @model_validator(mode="after")
     def _fill_needs_constant(self) -> ColumnSpec:
-        if self.encoding == "embedding":
-            raise ValueError(
-                "encoding: embedding is not implemented yet; use onehot (max_levels keeps the most frequent "
-                "levels and folds the rest into 'other')"
-            )
+        if self.type not in (None, "category") and (self.encoding != "onehot" or self.dim is not None):
+            raise ValueError(f"encoding and dim apply to category columns, but the type is {self.type}")
+        if self.dim is not None and self.encoding != "embedding":
+            raise ValueError("dim is the length of an embedding's vectors; it needs encoding: embedding")
         if self.fill_value is not None and self.impute != "constant":
             raise ValueError(f"fill_value is used only with impute: constant (impute is {self.impute})")
         return self
@@ -162,11 +171,23 @@ class Column:
     levels: list[str] | None = None  # category: kept levels (an 'other' slot follows)
     rare: list[str] | None = None  # category: training levels folded into 'other' (not "unseen")
     fill: float | str | None = None  # the imputed value (a number, or a level)
+    encoding: str = "onehot"  # category: onehot, or embedding (one id column, after every other feature)
+    dim: int | None = None  # embedding: the vector length
+
+    @property
+    def embedded(self) -> bool:
+        return self.type == "category" and self.encoding == "embedding"
 
     def feature_names(self) -> list[str]:
+        """The column's features, the id column of an embedding excepted (it comes last, see `ids`)."""
         if self.type == "ignore":
             return []
-        own = [f"{self.name}={lv}" for lv in [*self.levels, OTHER]] if self.type == "category" else [self.name]
+        if self.embedded:
+            own = []
+        elif self.type == "category":
+            own = [f"{self.name}={lv}" for lv in [*self.levels, OTHER]]
+        else:
+            own = [self.name]
         return own + ([f"{self.name}_missing"] if self.indicator else [])
 
     def describe(self) -> dict:
@@ -177,6 +198,8 @@ class Column:
             out["fill_value"] = self.fill
         if self.indicator:
             out["indicator"] = True
+        if self.embedded:
+            out |= {"encoding": "embedding", "dim": self.dim}
         return out
 
 
@@ -209,7 +232,13 @@ class TablePreprocessor:
         blank = text == ""
         self.missing[name] = int(blank.sum())
         kind = spec.type or _infer(text[~blank], name, table, np.flatnonzero(~blank))
-        column = Column(name, kind, spec.impute, spec.indicator)
+        column = Column(name, kind, spec.impute, spec.indicator, encoding=spec.encoding)
+        if kind != "category" and spec.encoding == "embedding":
+            raise ConfigError(
+                f"data.source.columns.{name}.encoding: embedding applies to category columns, but '{name}' is "
+                f"{kind}{'' if spec.type else ' (inferred)'}; declare {{type: category, encoding: embedding}} "
+                "to embed its values as levels."
+            )
         if kind == "ignore":
             return column
         if kind in ("numeric", "binary"):
@@ -254,6 +283,8 @@ class TablePreprocessor:
         self.counts[name] = len(counts)
         ranked = sorted(counts, key=lambda lv: (-counts[lv], lv))
         column.levels, column.rare = sorted(ranked[: spec.max_levels]), sorted(ranked[spec.max_levels :])
+        if column.embedded:
+            column.dim = spec.dim or min(50, round(1.6 * (len(column.levels) + 1) ** 0.56))
         return column
 
     def _numbers(self, column: Column, text: np.ndarray, table: RawTable) -> np.ndarray:
@@ -284,7 +315,17 @@ class TablePreprocessor:
 
     @property
     def feature_names(self) -> list[str]:
-        return [f for c in self.columns for f in c.feature_names()]
+        """Every encoded feature: one-hot, numbers, indicators, then one id column per embedded category."""
+        return [f for c in self.columns for f in c.feature_names()] + [f"{c.name}#id" for c in self.embedded]
+
+    @property
+    def embedded(self) -> list[Column]:
+        """The category columns encoded as ids (the last len(embedded) features), in column order."""
+        return [c for c in self.columns if c.embedded]
+
+    def embedding_sizes(self) -> tuple[list[int], list[int]]:
+        """(ids per embedded column: its levels + 'other', vector length per column) for `category_embedding`."""
+        return [len(c.levels) + 1 for c in self.embedded], [c.dim for c in self.embedded]
 
     @property
     def input_names(self) -> list[str]:
@@ -300,7 +341,7 @@ class TablePreprocessor:
                 f"{table.where_file} lacks the column(s) {', '.join(missing)} that the run was trained on."
                 f"{suggest(missing[0], table.names)} Needed: {', '.join(self.input_names)}."
             )
-        parts, unknown = [], {}
+        parts, ids, unknown = [], [], {}
         for column in self.columns:
             if column.type == "ignore":
                 continue
@@ -311,9 +352,12 @@ class TablePreprocessor:
                 levels = np.array(column.levels)
                 known = np.isin(text, levels)
                 code = np.where(known, np.searchsorted(levels, text), len(levels))  # levels are sorted; other last
-                onehot = np.zeros((len(text), len(levels) + 1))
-                onehot[np.arange(len(text)), code] = 1.0
-                parts.append(onehot)
+                if column.embedded:
+                    ids.append(code.astype(np.float64)[:, None])
+                else:
+                    onehot = np.zeros((len(text), len(levels) + 1))
+                    onehot[np.arange(len(text)), code] = 1.0
+                    parts.append(onehot)
                 unseen = set(text[~known].tolist()) - set(column.rare or [])
                 if unseen:
                     unknown[column.name] = (sorted(unseen), int(np.isin(text, list(unseen)).sum()))
@@ -337,6 +381,7 @@ class TablePreprocessor:
                 UnknownCategoryWarning,
                 stacklevel=2,
             )
+        parts += ids  # the id columns last, where category_embedding takes them
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(table.cells), 0))
 
     def _filled(self, column: Column, text: np.ndarray, blank: np.ndarray, table: RawTable) -> np.ndarray:
@@ -354,7 +399,7 @@ class TablePreprocessor:
             f"{table.where(i, column.name)} {what}. Missing values are an error unless the column says "
             f"how to fill them: columns: {{{column.name}: {{impute: "
             + ("median" if column.type == "numeric" else "most_frequent")
-            + "}}} (fitted on the training split), or drop the column or the row."
+            + "}} (fitted on the training split), or drop the column or the row."
         )
 
     # --- checkpoint state ---
@@ -371,6 +416,7 @@ class TablePreprocessor:
                 "rare": c.rare,
             }
             | ({"fill": c.fill} if isinstance(c.fill, str) else {})
+            | ({"encoding": c.encoding, "dim": c.dim} if c.embedded else {})
             for c in self.columns
         ]
         fill = np.array([c.fill if isinstance(c.fill, float) else np.nan for c in self.columns], dtype=np.float64)
@@ -395,6 +441,8 @@ class TablePreprocessor:
                     entry["levels"],
                     entry["rare"],
                     value,
+                    entry.get("encoding", "onehot"),
+                    entry.get("dim"),
                 )
             )
         return prep

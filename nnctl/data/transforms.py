@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from nnctl.errors import DataError
+from nnctl.errors import ConfigError, DataError
 
 Method = Literal["none", "minmax", "standard"]
 METHODS = ("none", "minmax", "standard")
@@ -51,6 +51,18 @@ class Normalizer:
         # Test "constant" with max == min, not std == 0: the std of a constant column can come out
         # as 1e-17 from rounding in the mean, and dividing by it would blow the column up.
         self.shift, self.scale = np.asarray(shift), np.asarray(np.where(hi == lo, 1.0, scale))
+        return self
+
+    def keep_last(self, k: int, key: str) -> Normalizer:
+        """Leave the last k features as they are (shift 0, scale 1): category ids for an embedding."""
+        if self.method == "none" or k == 0:
+            return self
+        if self.per != "feature" or self.shift is None or self.shift.ndim != 1:
+            raise ConfigError(
+                f"{key}.per: all would shift and scale the category ids of encoding: embedding columns with the "
+                "other features; use per: feature (the default) or normalize: none."
+            )
+        self.shift[-k:], self.scale[-k:] = 0.0, 1.0
         return self
 
     def fit_chunks(self, chunks) -> Normalizer:

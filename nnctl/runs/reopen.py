@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from nnctl import registry
 from nnctl.build import Experiment, build_experiment, build_network
 from nnctl.config import validate
+from nnctl.data.tabular import TablePreprocessor
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.rundir import RunDir
@@ -68,7 +69,8 @@ class OpenRun:
 
     def network(self, input_shape: tuple[int, ...]):
         """Just the network, built for `input_shape` with the checkpoint's weights (no data loaded)."""
-        network = build_network(self.config, input_shape, np.dtype(self.config.dtype))
+        table = TablePreprocessor.from_state(self.checkpoint.table) if self.checkpoint.table else None
+        network = build_network(self.config, input_shape, np.dtype(self.config.dtype), table)
         self.checkpoint.apply(network)
         return network
 

@@ -162,3 +162,47 @@ def test_inf_and_nan_text_are_missing_values():
         TablePreprocessor().fit(t).encode(t)
     prep = TablePreprocessor({"a": ColumnSpec(impute="mean")}).fit(t)
     np.testing.assert_array_equal(prep.encode(t)[:, 0], [1, 2, 2, 3])
+
+
+def test_embedded_categories_become_level_ids_after_every_other_feature():
+    specs = {"c": {"encoding": "embedding", "max_levels": 2, "dim": 3}, "d": {"type": "category"}}
+    t = table({"c": ["a", "a", "a", "b", "b", "z"], "n": ["1", "2", "3", "4", "5", "6"], "d": list("xyxyxy")}, specs)
+    prep = TablePreprocessor(t.specs).fit(t)
+    assert prep.feature_names == ["n", "d=x", "d=y", "d=other", "c#id"]
+    assert prep.embedding_sizes() == ([3], [3])  # a, b and other; the declared dim
+    x = prep.encode(t)
+    np.testing.assert_array_equal(x[:, -1], [0, 0, 0, 1, 1, 2])  # the rare level z is 'other', id 2
+    np.testing.assert_array_equal(x[:, 0], [1, 2, 3, 4, 5, 6])
+    with pytest.warns(UnknownCategoryWarning, match=r"'c': 1 row\(s\), level\(s\) 'new'"):
+        assert prep.encode(table({"c": ["new"], "n": ["0"], "d": ["x"]}))[0, -1] == 2
+    again = TablePreprocessor.from_state(prep.state())
+    assert again.embedding_sizes() == ([3], [3]) and again.feature_names == prep.feature_names
+    np.testing.assert_array_equal(again.encode(t), x)
+    plain = TablePreprocessor({"c": ColumnSpec(encoding="embedding")}).fit(table({"c": list("abcdefgh")}))
+    assert plain.embedding_sizes() == ([9], [5])  # default dim: round(1.6 * 9 ** 0.56)
+
+
+def test_embedding_applies_to_category_columns_only():
+    with pytest.raises(ValueError, match="encoding and dim apply to category columns, but the type is numeric"):
+        ColumnSpec(type="numeric", encoding="embedding")
+    with pytest.raises(ValueError, match="dim is the length of an embedding's vectors; it needs encoding: embedding"):
+        ColumnSpec(dim=4)
+    t = table({"n": ["1", "2"]}, {"n": {"encoding": "embedding"}})
+    with pytest.raises(ConfigError, match=r"data.source.columns.n.encoding: embedding applies to category columns, "
+                       r"but 'n' is numeric \(inferred\)"):
+        TablePreprocessor(t.specs).fit(t)
+
+
+def test_the_normalizer_leaves_level_ids_as_they_are(tmp_path):
+    path = leaky_csv(tmp_path)
+    config = leaky_config(path, columns={"age": {"impute": "mean"}, "town": {"encoding": "embedding"}})
+    raw = config.model_dump()
+    raw["model"]["layers"].insert(0, {"type": "category_embedding"})
+    raw["data"]["normalize"]["method"] = "standard"
+    experiment = build_experiment(config_from_dict(raw))
+    x = experiment.splits["train"].x
+    assert experiment.feature_names[-1] == "town#id"
+    np.testing.assert_array_equal(np.unique(x[:, -1]), np.arange(7))  # ids of the 7 towns, unnormalized
+    assert experiment.normalizer.shift[-1] == 0 and experiment.normalizer.scale[-1] == 1
+    assert abs(x[:, 1].mean()) < 1e-5  # the other features are standardized
+    assert experiment.network.layers[0].vocab_sizes == [8]  # 7 towns + other

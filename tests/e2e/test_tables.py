@@ -50,9 +50,8 @@ def assert_user_error(result, runs: Path, *fragments):
         ("{islnd: {type: category}}", ["data.source.columns: there is no column 'islnd'", "Did you mean 'island'"]),
         ("{island: {type: numeric}}", ["line 2, column 'island' holds 'Torgersen', which is not a number"]),
         ("{}", ["line 5, column 'bill_length_mm' is empty", "impute"]),  # row 4 of the data: no measurements
-        ("{island: {encoding: embedding}}", ["line 6: data.source.columns.island: encoding: embedding is not"]),
     ],
-    ids=["unknown-column", "category-declared-numeric", "blank-without-impute", "embedding-not-yet"],
+    ids=["unknown-column", "category-declared-numeric", "blank-without-impute"],
 )
 def test_bad_column_declarations_exit_2(tmp_path, columns, fragments):
     result = runner.invoke(app, ["train", str(penguins(tmp_path, columns)), "--runs-dir", str(tmp_path / "r"), "-q"])
@@ -182,22 +181,60 @@ def test_a_multilabel_target_that_is_not_0_1_names_the_row(tmp_path):
         Csv(path=str(tmp_path / "m.csv"), target=["p", "q"], task="multilabel").load(None)
 
 
-def test_export_refuses_a_table_run_with_a_message(tmp_path):
-    pytest.importorskip("onnx", reason="the onnx extra is not installed")
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(CONFIGS / "penguins.yaml"),
-            "--runs-dir",
-            str(tmp_path),
-            "-q",
-            "--json",
-            "--set",
-            "train.epochs=1",
-        ],
-    )
+def titanic_embedding(tmp_path, first_layer: str = "- category_embedding") -> Path:
+    """titanic.yaml with deck's levels embedded (3 numbers each) instead of one-hot."""
+    text = (CONFIGS / "titanic.yaml").read_text()
+    text = text.replace(
+        "deck: {type: category, impute: constant, fill_value: unknown}",
+        "deck: {type: category, impute: constant, fill_value: unknown, encoding: embedding, dim: 3}",
+    ).replace("  layers:\n", f"  layers:\n    {first_layer}\n")
+    path = tmp_path / "titanic_embedding.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_an_embedded_category_trains_evaluates_and_predicts(tmp_path):
+    runs = tmp_path / "runs"
+    config = titanic_embedding(tmp_path)
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "-q", "--json", "--set", "train.epochs=15"])
+    assert result.exit_code == 0, result.output
     run_dir = Path(json.loads(result.stdout)["run_dir"])
-    exported = runner.invoke(app, ["export", str(run_dir)])
-    assert exported.exit_code == 2 and "reads a table" in exported.output and "nnctl serve" in exported.output
-    assert "Traceback" not in exported.output and not (run_dir / "export").exists()
+    assert "category_embedding(9 -> 3)" in (run_dir / "model.txt").read_text()  # A..G, unknown + other
+    with np.load(run_dir / "checkpoints" / "best.npz", allow_pickle=False) as npz:
+        assert npz["param/0.weight_0"].shape == (9, 3)
+        assert npz["norm/shift"][-1] == 0 and npz["norm/scale"][-1] == 1  # the id column is not normalized
+
+    run = nnctl.load_run(run_dir)
+    raw, labels = run.data("test")
+    accuracy = (run.predict(raw) == labels).mean()
+    assert accuracy >= 0.75
+    evaluated = json.loads(runner.invoke(app, ["eval", str(run_dir), "--json"]).stdout)
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(accuracy)
+
+    lines = (CONFIGS.parent / "datasets" / "titanic.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [line.split(",") for line in lines[1:6]]
+    rows[0][header.index("deck")] = "Z"  # a deck never seen in training: 'other'
+    (tmp_path / "new.csv").write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--proba"])
+    assert result.exit_code == 0, result.output
+    assert "'deck': 1 row(s), level(s) 'Z'" in result.output
+    printed = [line.split(",") for line in result.stdout.splitlines()[1:]]
+    columns = {name: [r[j] or None for r in rows] for j, name in enumerate(header)}
+    with pytest.warns(nnctl.data.tabular.UnknownCategoryWarning):
+        proba = run.predict_proba(columns)
+    np.testing.assert_allclose([[float(v) for v in r[1:]] for r in printed], proba, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "first_layer, fragment",
+    [
+        ("- {type: dense, units: 4}", "deck is declared encoding: embedding, so the network must start with"),
+        ("- {type: category_embedding, dims: [5]}", "model.layers[0].dims is [5], but the table's embedded columns"),
+    ],
+    ids=["layer-missing", "dims-differ"],
+)
+def test_an_embedding_the_network_does_not_fit_exits_2(tmp_path, first_layer, fragment):
+    config = titanic_embedding(tmp_path, first_layer)
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q"])
+    assert_user_error(result, tmp_path / "r", fragment)
