@@ -168,13 +168,7 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
     """The ONNX ModelProto of an opened run (not yet checked or written)."""
     from nnctl import __version__
 
-    if getattr(experiment, "table", None) is not None:
-        raise ExportError(
-            f"run {run_name or experiment.config.name} reads a table (typed columns, imputation, one-hot categories: "
-            "data.source columns/drop/features, or text and blank cells); nnctl export does not put that encoding "
-            "into the ONNX graph yet, and a graph over the encoded features would silently expect inputs nobody "
-            "has. Use nnctl predict, nnctl serve or nnctl.load_run for this run."
-        )
+    table = getattr(experiment, "table", None)  # a table run: one input per raw column (nnctl/export/table.py)
     g = Graph(opset)
     onnx = g.onnx
     config = experiment.config
@@ -183,6 +177,8 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
     input_names = PLAYGROUND_INPUTS if playground else None
     if not playground and len(raw_shape) == 1 and len(experiment.feature_names) == raw_shape[0]:
         input_names = list(experiment.feature_names)
+    if table is not None:
+        input_names, raw_shape = table.input_names, (1,)
     task = experiment.task
     head = _classification_head(experiment.loss) if task == "classification" else None
     if task == "classification" and head is None:
@@ -192,8 +188,14 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
         )
     check_exportable(experiment.network)
 
-    x = g.cast("input", np.float64, "raw")
     g.scope = "input."
+    if table is not None:
+        from nnctl.export.table import table_features
+
+        graph_inputs, x = table_features(g, table)
+    else:
+        graph_inputs = [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *raw_shape])]
+        x = g.cast("input", np.float64, "raw")
     if playground:
         x = _playground_features(g, x, list(experiment.feature_names))
     x = _normalize(g, x, experiment.normalizer)
@@ -230,13 +232,16 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
     graph = onnx.helper.make_graph(
         g.nodes,
         f"nnctl_{config.name}",
-        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *raw_shape])],
+        graph_inputs,
         [onnx.helper.make_tensor_value_info(n, t, s) for n, (_, t, s) in outputs.items()],
         initializer=g.initializers,
     )
+    from nnctl.export.table import ML_DOMAIN, ML_OPSET
+
     model = onnx.helper.make_model(
         graph,
-        opset_imports=[onnx.helper.make_opsetid("", opset)],
+        opset_imports=[onnx.helper.make_opsetid("", opset)]
+        + ([onnx.helper.make_opsetid(ML_DOMAIN, ML_OPSET)] if table is not None else []),
         producer_name="nnctl",
         producer_version=__version__,
         doc_string=f"nnctl run {run_name} ({checkpoint} checkpoint): {config.name}",
@@ -294,11 +299,12 @@ def export_run(
 
 
 def _describe(value) -> dict:
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     t = value.type.tensor_type
     dims = [d.dim_param or d.dim_value for d in t.shape.dim]
-    return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims}
+    dtype = "string" if t.elem_type == TensorProto.STRING else helper.tensor_dtype_to_np_dtype(t.elem_type).name
+    return {"name": value.name, "dtype": dtype, "shape": dims}
 
 
 def network_model(network, opset: int = DEFAULT_OPSET):

@@ -26,7 +26,7 @@ from nnctl.errors import NnctlError
 Exporter = Callable[[Any, Any, str], str]
 
 _EXPORTERS: dict[str, Exporter] = {}
-_BUILTINS = ("nnctl.export.layers",)
+_BUILTINS = ("nnctl.export.layers", "nnctl.export.table")
 _loaded = False
 
 

@@ -22,8 +22,8 @@ def ort_session(model: str | Path | bytes):
 def compare_run(
     run_dir: str | Path, model_path: str | Path, split: str = "test", checkpoint: str = "best", allow_plugins=False
 ) -> dict:
-    """Feed the split's raw inputs (float32, as a client would) to onnxruntime and (float64, as `nnctl predict`
-    reads a CSV) to nnctl; return the largest differences and the class agreement."""
+    """Feed the split's raw inputs (float32, as a client would; a table's columns by name) to onnxruntime and
+    (float64, as `nnctl predict` reads a CSV) to nnctl; return the largest differences and the class agreement."""
     from nnctl.api import load_run
 
     run = load_run(run_dir, checkpoint, allow_plugins)
@@ -34,7 +34,13 @@ def compare_run(
     out = p.outputs(p.from_array(raw, f"{split} split"))  # nnctl's network outputs (float32)
     session = ort_session(model_path)
     names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, {"input": raw.astype(np.float32)}), strict=True))
+    if p.table is not None:  # one input per raw column: numbers as float64, the rest as text
+        from nnctl.export.table import table_feed
+
+        feed = table_feed(p.table, raw, [c.name for c in p.table.columns])
+    else:
+        feed = {"input": raw.astype(np.float32)}
+    got = dict(zip(names, session.run(names, feed), strict=True))
     result = {"split": split, "samples": int(len(raw)), "task": p.task}
     if p.task == "classification":
         result.update(_diff("logits", got["logits"], out))

@@ -52,6 +52,8 @@ EXPORT_CASES = {
     "lstm": [({"units": 3, **m}, (9, 2)) for m in SEQ],
     "gru": [({"units": 3, **m}, (9, 2)) for m in SEQ],
     "embedding": [({"vocab_size": 7, "dim": 3}, (5,))],
+    # a table's encoding: embedding columns: numbers, then one id column each (and ids alone)
+    "category_embedding": [({"vocab_sizes": [4, 3], "dims": [2, 3]}, (5,)), ({"vocab_sizes": [6], "dims": [2]}, (1,))],
     "time_distributed_dense": [({"units": 3, "activation": "tanh"}, (4, 2)), ({"units": 2}, (3, 4))],
     "dropout": [({"rate": 0.3}, (6,)), ({"rate": 0.5}, (2, 3, 3))],
     "gaussian_noise": [({"std": 0.5}, (6,))],
