@@ -3,6 +3,7 @@
     POST /predict   {"records": [{"sepal_length": 5.1, ...}, ...]}   rows by column name (as predict's CSV)
                     {"inputs": [[5.1, 3.5, 1.4, 0.2], ...]}           or arrays (N, *sample shape) / (N, F)
                     -> {"predictions": [...], "probabilities": [{"setosa": 0.98, ...}, ...]} (classification)
+                       (+ "warnings": [...] for a table run given category levels it never saw: encoded as other)
     GET  /health    -> {"status": "ok", ...}
     GET  /metadata  -> inputs, shapes, classes, the run's resolved config and its metrics
     GET  /docs, /openapi.json   FastAPI's generated OpenAPI page and schema
@@ -16,6 +17,7 @@ recurrent ones reuse them in eval), so two threads must not run one network at o
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -217,12 +219,23 @@ class Service:
             raise _unprocessable(loc, str(exc)) from None
 
     def predict(self, request: PredictRequest) -> dict:
+        from nnctl.data.tabular import UnknownCategoryWarning
+
         p = self.predictor
-        raw = self.raw_inputs(request)
         field = "records" if request.records is not None else "inputs"
-        with self.lock:
+        # Encoding and the network under the lock: the warnings a table's unseen levels raise are caught per
+        # request (catch_warnings is process-wide) and answered, not printed once to the server's log.
+        with self.lock, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnknownCategoryWarning)
+            raw = self.raw_inputs(request)
             out = self._guard([field], lambda: p.outputs(raw, field))
         answer: dict[str, Any] = {"samples": int(len(out))}
+        said = [str(w.message) for w in caught if issubclass(w.category, UnknownCategoryWarning)]
+        for w in caught:  # any other warning goes to the log as it would have
+            if not issubclass(w.category, UnknownCategoryWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if said:
+            answer["warnings"] = said
         labels = p.labels(out)
         if p.task == "multilabel":  # one 0/1 per label (and each label's own probability)
             answer["labels"] = p.target_names
