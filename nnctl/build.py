@@ -20,7 +20,7 @@ from nnctl.data.mapped import MappedArray, MappedRows
 from nnctl.data.split import fold_indices, split_indices
 from nnctl.data.tabular import TablePreprocessor, fit_table
 from nnctl.data.transforms import Normalizer, merge_stats
-from nnctl.errors import ConfigError, DataError, NnctlError
+from nnctl.errors import ConfigError, DataError, NnctlError, keyed
 from nnctl.metrics import Metric, build_metrics
 from nnctl.nn.activations import Softmax
 from nnctl.nn.losses import weigh_loss, with_sample_weight
@@ -213,10 +213,14 @@ def build_network(
     embedded = table.embedded if table is not None else []
     if embedded and (not layers or layers[0].name != "category_embedding"):
         names = ", ".join(c.name for c in embedded)
-        raise ConfigError(
-            f"data.source.columns: {names} {'is' if len(embedded) == 1 else 'are'} declared encoding: embedding, "
-            "so the network must start with the layer that turns level ids into vectors: add "
-            "`- {type: category_embedding}` as model.layers[0]."
+        raise keyed(
+            ConfigError(
+                f"model.layers: {names} {'is' if len(embedded) == 1 else 'are'} declared encoding: embedding "
+                "(data.source.columns), so the network must start with the layer that turns level ids into vectors: "
+                "add `- {type: category_embedding}` as model.layers[0]."
+            ),
+            "model",
+            "layers",
         )
     return Network(layers).build(input_shape, rng_for(config.seed, STREAM_INIT), dtype)
 
@@ -224,23 +228,39 @@ def build_network(
 def embedding_fields(fields: dict, index: int, table: TablePreprocessor | None) -> dict:
     """vocab_sizes and dims of a `category_embedding` layer: the table's embedded columns (or as written)."""
     if index != 0:
-        raise ConfigError(
-            f"model.layers[{index}] is category_embedding, which reads the table's category ids: it must be "
-            "model.layers[0]."
+        raise keyed(
+            ConfigError(
+                f"model.layers[{index}] is category_embedding, which reads the table's category ids: it must be "
+                "model.layers[0]."
+            ),
+            "model",
+            "layers",
+            index,
         )
     if table is None or not table.embedded:
         if fields.get("vocab_sizes") and fields.get("dims"):
             return {}
-        raise ConfigError(
-            "model.layers[0] is category_embedding, but no data.source column is declared "
-            "{type: category, encoding: embedding}; declare one, or remove the layer."
+        raise keyed(
+            ConfigError(
+                "model.layers[0] is category_embedding, but no data.source column is declared "
+                "{type: category, encoding: embedding}; declare one, or remove the layer."
+            ),
+            "model",
+            "layers",
+            0,
         )
     sizes, dims = table.embedding_sizes()
     for key, value in (("vocab_sizes", sizes), ("dims", dims)):
         if fields.get(key) is not None and list(fields[key]) != value:
-            raise ConfigError(
-                f"model.layers[0].{key} is {fields[key]}, but the table's embedded columns "
-                f"({', '.join(c.name for c in table.embedded)}) give {value}; leave {key} out to take them."
+            raise keyed(
+                ConfigError(
+                    f"model.layers[0].{key} is {fields[key]}, but the table's embedded columns "
+                    f"({', '.join(c.name for c in table.embedded)}) give {value}; leave {key} out to take them."
+                ),
+                "model",
+                "layers",
+                0,
+                key,
             )
     return {"vocab_sizes": sizes, "dims": dims}
 

@@ -54,7 +54,7 @@ def run_cv(
     `stop` (a StopFlag set by Ctrl-C or SIGTERM) stops the running folds at their next step (they are
     recorded as interrupted), starts no more, and the summary says `status: interrupted`."""
     from nnctl.build import build_experiment
-    from nnctl.config import load_config
+    from nnctl.config import config_lines, load_config, load_config_detailed
 
     if folds < 2:
         raise NnctlError(f"--folds must be at least 2, got {folds}.")
@@ -62,8 +62,10 @@ def run_cv(
         raise NnctlError("--repeats and --parallel must be at least 1.")
     overrides = list(overrides or [])
     jobs = [(r, k) for r in range(repeats) for k in range(folds)]
-    first = load_config(config_path, overrides + fold_overrides(folds, 0, 0))
-    build_experiment(first)  # every config and data error surfaces before a folder exists
+    loaded = load_config_detailed(config_path, overrides + fold_overrides(folds, 0, 0))
+    first = loaded.config
+    with config_lines(loaded):  # an error about a config key (a column declaration) names its line
+        build_experiment(first)  # every config and data error surfaces before a folder exists
     path = _create_cv_dir(Path(runs_dir or first.output.runs_dir) / first.name)
     tasks = [
         (str(config_path), overrides + fold_overrides(folds, k, r), str(path / fold_name(k, r, repeats)))

@@ -15,6 +15,15 @@ class NnctlError(Exception):
     """A mistake in the user's config, data, paths or shapes: printed without a traceback, exit 2."""
 
     exit_code = EXIT_USAGE
+    # The config key the mistake is about, e.g. ("data", "source", "columns", "age"): where the config was read
+    # from a file, nnctl.config.config_lines puts that key's YAML line (or its --set) in front of the message.
+    key: tuple | None = None
+
+
+def keyed(exc: NnctlError, *key: str | int) -> NnctlError:
+    """`exc` about config key `key` (see NnctlError.key): raise keyed(ConfigError(...), "data", "source", ...)."""
+    exc.key = tuple(key)
+    return exc
 
 
 class ConfigError(NnctlError):

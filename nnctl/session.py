@@ -10,7 +10,7 @@ import numpy as np
 
 from nnctl import registry
 from nnctl.build import build_experiment, build_network, load_dataset, split_rows
-from nnctl.config import dump_config, load_config, load_config_detailed, value_sources
+from nnctl.config import config_lines, dump_config, load_config, load_config_detailed, value_sources
 from nnctl.data.tabular import fit_table
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.parallel import SingleProcess, agree, note_run_dir
@@ -38,8 +38,10 @@ def run_training(
     comm = comm or SingleProcess()
 
     def prepare():
-        config = load_config(config_path, overrides)
-        experiment = build_experiment(config, comm=comm)  # every data/shape error surfaces before a run dir exists
+        loaded = load_config_detailed(config_path, overrides)
+        config = loaded.config
+        with config_lines(loaded):  # an error about a config key (a column declaration) names its line
+            experiment = build_experiment(config, comm=comm)  # every data/shape error surfaces before a run dir exists
         check_workers(experiment, comm.size)
         check_before_run(experiment)  # and every monitor and callback error
         run = RunDir.create(runs_dir or config.output.runs_dir, config.name) if comm.rank == 0 else None
@@ -123,10 +125,11 @@ def _train_marking_failures(
 def describe_config(config_path: str | Path, overrides: list[str], explain: bool = False) -> str:
     loaded = load_config_detailed(config_path, overrides)
     config = loaded.config
-    dataset = load_dataset(config)
-    rows = split_rows(config, dataset)
-    dataset, table = fit_table(dataset, rows["train"], None)  # a table: typed and encoded on the training rows
-    network = build_network(config, dataset.sample_shape, np.dtype(config.dtype), table)
+    with config_lines(loaded):  # an error about a config key (a column declaration) names its line
+        dataset = load_dataset(config)
+        rows = split_rows(config, dataset)
+        dataset, table = fit_table(dataset, rows["train"], None)  # a table: typed and encoded on the training rows
+        network = build_network(config, dataset.sample_shape, np.dtype(config.dtype), table)
     if explain:
         sources = value_sources(loaded)
         width = max(len(k) for k in sources)
@@ -188,10 +191,12 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
 
     from nnctl.nn.gradcheck import TOLERANCE, check_layer, check_loss, check_network
 
-    config = load_config(config_path, list(overrides) + ["dtype=float64"])
-    dataset = load_dataset(config)
-    dataset, prep = fit_table(dataset, split_rows(config, dataset)["train"], None)
-    network = build_network(config, dataset.sample_shape, np.float64, prep)
+    loaded = load_config_detailed(config_path, list(overrides) + ["dtype=float64"])
+    config = loaded.config
+    with config_lines(loaded):
+        dataset = load_dataset(config)
+        dataset, prep = fit_table(dataset, split_rows(config, dataset)["train"], None)
+        network = build_network(config, dataset.sample_shape, np.float64, prep)
     loss = registry.LOSSES.create(config.loss)
     rng = np.random.default_rng(config.seed)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,10 +13,10 @@ from pydantic import (
 )
 
 from nnctl import registry
-from nnctl.config.messages import _where, format_errors
+from nnctl.config.messages import _where, dotted_path, format_errors
 from nnctl.config.overrides import apply_overrides
 from nnctl.config.schema import experiment_model
-from nnctl.errors import ConfigError
+from nnctl.errors import ConfigError, NnctlError
 from nnctl.yamlio import read_yaml
 
 # --- loading -------------------------------------------------------------------------------------
@@ -59,3 +61,21 @@ def validate(raw: dict, lines: dict | None = None, overridden: dict | None = Non
 def config_from_dict(raw: dict) -> BaseModel:
     registry.import_plugins(raw.get("plugins") or [])
     return validate(raw)
+
+
+@contextmanager
+def config_lines(loaded: LoadedConfig) -> Iterator[None]:
+    """A user error raised inside that names a config key (NnctlError.key: a column declaration, the target ...)
+    is raised again with where that key is written, as validation errors say it: 'cfg.yaml: line 12: ...' (the
+    nearest enclosing key's line when it is a default, or the --set that gave it)."""
+    try:
+        yield
+    except NnctlError as exc:
+        if exc.key is None:
+            raise
+        where = _where(exc.key, loaded.lines, loaded.overridden, loaded.source)
+        text = str(exc)
+        if not text.startswith(dotted_path(exc.key)):
+            text = f"{dotted_path(exc.key)}: {text}"
+        located = type(exc)(f"{where}: {text}")
+        raise located from None

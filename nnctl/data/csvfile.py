@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from nnctl.data.dataset import Dataset
 from nnctl.data.tabular import RawTable, TableParams, TablePreprocessor, select_columns
 from nnctl.data.targets import TableTask, encode_target, is_number
-from nnctl.errors import DataError
+from nnctl.errors import DataError, keyed
 from nnctl.registry import suggest
 
 
@@ -107,9 +108,12 @@ def _check_target(target: str, header: list[str], where_file: str) -> None:
             hint += f" The header has a single column '{header[0]}'; set delimiter to the file's separator."
         elif all(is_number(name) for name in header):
             hint += " The header row holds only numbers: the file needs a first row naming the columns."
-        raise DataError(
-            f"target column '{target}' is not in CSV file {where_file}.{hint} "
-            f"Columns: {', '.join(header)}. Set target to one of them."
+        raise keyed(
+            DataError(
+                f"target column '{target}' is not in CSV file {where_file}.{hint} "
+                f"Columns: {', '.join(header)}. Set target to one of them."
+            ),
+            *TARGET,
         )
 
 
@@ -125,7 +129,8 @@ def _load_numeric(header, rows, lines, where_file, target, task, class_names) ->
         return f"line {lines[i]} of {where_file}"
 
     labels = np.array([row[t] for row in rows], dtype=str)
-    y, task_out, names = encode_target(labels, task, target, where, class_names)
+    with target_errors():
+        y, task_out, names = encode_target(labels, task, target, where, class_names)
     return Dataset(
         x=x,
         y=y,
@@ -145,19 +150,28 @@ def _load_table(header, rows, lines, where_file, targets, task, class_names, par
         return f"line {lines[i]} of {where_file}"
 
     raw_y = cells[:, [pos[t] for t in targets]]
-    y, task_out, names = encode_target(
-        raw_y[:, 0] if len(targets) == 1 else raw_y, task, ", ".join(targets), where, class_names
-    )
+    with target_errors():
+        y, task_out, names = encode_target(
+            raw_y[:, 0] if len(targets) == 1 else raw_y, task, ", ".join(targets), where, class_names
+        )
     weight = None
     if params.sample_weight is not None:
         column = [[row[pos[params.sample_weight]]] for row in rows]
-        weight = _to_numbers(column, [params.sample_weight], lines, where_file)[:, 0]  # blank, text, NaN: an error
+        try:
+            weight = _to_numbers(column, [params.sample_weight], lines, where_file)[:, 0]  # blank, text, NaN: an error
+        except DataError as exc:
+            raise keyed(exc, "data", "source", "sample_weight") from None
         negative = np.flatnonzero(weight < 0)
         if negative.size:
             i = int(negative[0])
-            raise DataError(
-                f"CSV file {where_file}: line {lines[i]}, column '{params.sample_weight}' (sample_weight) is "
-                f"{weight[i]:g}; weights must be >= 0."
+            raise keyed(
+                DataError(
+                    f"CSV file {where_file}: line {lines[i]}, column '{params.sample_weight}' (sample_weight) is "
+                    f"{weight[i]:g}; weights must be >= 0."
+                ),
+                "data",
+                "source",
+                "sample_weight",
             )
     table = RawTable(
         features, cells[:, [pos[f] for f in features]], f"CSV file {where_file}", lines, dict(params.columns)
@@ -175,6 +189,18 @@ def _load_table(header, rows, lines, where_file, targets, task, class_names, par
         table=table,
         sample_weight=weight,
     )
+
+
+TARGET = ("data", "source", "target")  # the config key a target error is about
+
+
+@contextmanager
+def target_errors():
+    """A bad target value (blank, text among numbers ...) is an error about data.source.target, for its line."""
+    try:
+        yield
+    except DataError as exc:
+        raise keyed(exc, *TARGET) from None
 
 
 class NotNumbers(DataError):

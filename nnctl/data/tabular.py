@@ -29,7 +29,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from nnctl.errors import ConfigError, DataError
+from nnctl.config.messages import dotted_path
+from nnctl.errors import ConfigError, DataError, keyed
 from nnctl.registry import Params, suggest
 
 ColumnType = Literal["numeric", "category", "binary", "ignore"]
@@ -37,6 +38,7 @@ Impute = Literal["none", "mean", "median", "most_frequent", "constant"]
 TRUE_TEXT = frozenset({"true", "yes", "t", "y", "1", "1.0"})
 FALSE_TEXT = frozenset({"false", "no", "f", "n", "0", "0.0"})
 OTHER = "other"
+COLUMNS = ("data", "source", "columns")  # the config key of the column declarations, for error lines
 
 
 class UnknownCategoryWarning(UserWarning):
@@ -217,9 +219,13 @@ class TablePreprocessor:
     def fit(self, table: RawTable) -> TablePreprocessor:
         unknown = [n for n in self.specs if n not in table.names]
         if unknown:
-            raise DataError(
-                f"columns.{unknown[0]}: there is no column '{unknown[0]}' among the features of {table.where_file}."
-                f"{suggest(unknown[0], table.names)} Feature columns: {', '.join(table.names)}."
+            raise keyed(
+                DataError(
+                    f"data.source.columns.{unknown[0]}: there is no column '{unknown[0]}' among the features of "
+                    f"{table.where_file}.{suggest(unknown[0], table.names)} Feature columns: {', '.join(table.names)}."
+                ),
+                *COLUMNS,
+                unknown[0],
             )
         if len(table.cells) == 0:
             raise DataError(f"cannot fit the column types of {table.where_file} on an empty training split.")
@@ -234,17 +240,37 @@ class TablePreprocessor:
         kind = spec.type or _infer(text[~blank], name, table, np.flatnonzero(~blank))
         column = Column(name, kind, spec.impute, spec.indicator, encoding=spec.encoding)
         if kind != "category" and spec.encoding == "embedding":
-            raise ConfigError(
-                f"data.source.columns.{name}.encoding: embedding applies to category columns, but '{name}' is "
-                f"{kind}{'' if spec.type else ' (inferred)'}; declare {{type: category, encoding: embedding}} "
-                "to embed its values as levels."
+            raise keyed(
+                ConfigError(
+                    f"data.source.columns.{name}.encoding: embedding applies to category columns, but '{name}' is "
+                    f"{kind}{'' if spec.type else ' (inferred)'}; declare {{type: category, encoding: embedding}} "
+                    "to embed its values as levels."
+                ),
+                *COLUMNS,
+                name,
+                "encoding",
             )
         if kind == "ignore":
             return column
         if kind in ("numeric", "binary"):
-            values = self._numbers(column, text, table)
+            try:
+                values = self._numbers(column, text, table)
+            except DataError as exc:
+                if spec.type is None:
+                    raise
+                raise keyed(
+                    DataError(f"data.source.columns.{name}.type: '{name}' is declared {kind}, but {exc}"),
+                    *COLUMNS,
+                    name,
+                    "type",
+                ) from None
             if spec.impute in ("mean", "median", "most_frequent") and np.isnan(values).all():
-                raise DataError(f"column '{name}' has no values in the training rows to compute its {spec.impute}.")
+                raise keyed(
+                    DataError(f"column '{name}' has no values in the training rows to compute its {spec.impute}."),
+                    *COLUMNS,
+                    name,
+                    "impute",
+                )
             if spec.impute == "mean":
                 column.fill = float(np.nanmean(values))
             elif spec.impute == "median":
@@ -260,21 +286,37 @@ class TablePreprocessor:
                 try:
                     column.fill = float(fill)
                 except ValueError:
-                    raise DataError(
-                        f"columns.{name}.fill_value: {spec.fill_value!r} is not a number, but '{name}' is {kind}."
+                    raise keyed(
+                        DataError(
+                            f"data.source.columns.{name}.fill_value: {spec.fill_value!r} is not a number, but "
+                            f"'{name}' is {kind}."
+                        ),
+                        *COLUMNS,
+                        name,
+                        "fill_value",
                     ) from None
             return column
         # category
         if spec.impute in ("mean", "median"):
-            raise DataError(
-                f"columns.{name}.impute: {spec.impute} needs numbers, but '{name}' is a category column; use "
-                "most_frequent or constant."
+            raise keyed(
+                DataError(
+                    f"data.source.columns.{name}.impute: {spec.impute} needs numbers, but '{name}' is a category "
+                    "column; use most_frequent or constant."
+                ),
+                *COLUMNS,
+                name,
+                "impute",
             )
         present = text[~blank].tolist()
         counts = Counter(present)
         if spec.impute == "most_frequent":
             if not counts:
-                raise DataError(f"column '{name}' has no values in the training rows to find its most frequent one.")
+                raise keyed(
+                    DataError(f"column '{name}' has no values in the training rows to find its most frequent one."),
+                    *COLUMNS,
+                    name,
+                    "impute",
+                )
             column.fill = min(counts, key=lambda lv: (-counts[lv], lv))
         elif spec.impute == "constant":
             column.fill = str(spec.fill_value) if spec.fill_value is not None else "missing"
@@ -395,12 +437,12 @@ class TablePreprocessor:
     def _blank_error(column: Column, text: np.ndarray, blank: np.ndarray, table: RawTable) -> None:
         i = int(np.flatnonzero(blank)[0])
         what = "is empty" if text[i] == "" else f"holds {str(text[i])!r}, which is not a finite number"
-        raise DataError(
+        raise keyed(DataError(
             f"{table.where(i, column.name)} {what}. Missing values are an error unless the column says "
             f"how to fill them: columns: {{{column.name}: {{impute: "
             + ("median" if column.type == "numeric" else "most_frequent")
             + "}} (fitted on the training split), or drop the column or the row."
-        )
+        ), *COLUMNS, column.name)
 
     # --- checkpoint state ---
 
@@ -468,9 +510,13 @@ class TablePreprocessor:
 def _infer(text: np.ndarray, name: str, table: RawTable, rows: np.ndarray) -> ColumnType:
     """binary if every value is a boolean word (or 0/1), numeric if every value is a number, category if none is."""
     if len(text) == 0:
-        raise DataError(
-            f"column '{name}' is empty in every training row, so its type cannot be inferred; drop it "
-            f"(drop: [{name}]) or declare columns: {{{name}: {{type: ignore}}}}."
+        raise keyed(
+            DataError(
+                f"column '{name}' is empty in every training row, so its type cannot be inferred; drop it "
+                f"(drop: [{name}]) or declare columns: {{{name}: {{type: ignore}}}}."
+            ),
+            *COLUMNS,
+            name,
         )
     lower = set(np.char.lower(text).tolist())
     if lower <= TRUE_TEXT | FALSE_TEXT and not (lower <= {"1", "1.0"} or lower <= {"0", "0.0"}):
@@ -481,10 +527,14 @@ def _infer(text: np.ndarray, name: str, table: RawTable, rows: np.ndarray) -> Co
     if bad.all():
         return "category"
     i, k = int(np.flatnonzero(bad)[0]), int(np.flatnonzero(~bad)[0])
-    raise DataError(
-        f"{table.where(int(rows[i]), name)} holds {str(text[i])!r}, which is not a number, while other "
-        f"rows hold numbers ({str(text[k])!r} at {table.row(int(rows[k]))}). Fix the typo, or declare "
-        f"columns: {{{name}: {{type: category}}}} (or numeric with impute) to say what the column is."
+    raise keyed(
+        DataError(
+            f"{table.where(int(rows[i]), name)} holds {str(text[i])!r}, which is not a number, while other "
+            f"rows hold numbers ({str(text[k])!r} at {table.row(int(rows[k]))}). Fix the typo, or declare "
+            f"columns: {{{name}: {{type: category}}}} (or numeric with impute) to say what the column is."
+        ),
+        *COLUMNS,
+        name,
     )
 
 
@@ -492,26 +542,41 @@ def select_columns(header: list[str], target: list[str], params: TableParams, wh
     """The feature columns: `features` (in that order) or every column but the targets, less `drop`."""
     known = list(header)
 
-    def check(key: str, names: list[str]) -> None:
-        for n in names:
+    def check(key: str, names: list[str], index: bool = True) -> None:
+        for i, n in enumerate(names):
             if n not in known:
-                raise ConfigError(
-                    f"data.source.{key}: there is no column '{n}' in {where_file}.{suggest(n, known)} "
-                    f"Columns: {', '.join(known)}."
+                path = ("data", "source", key) + ((i,) if index else (n,) if key == "columns" else ())
+                raise keyed(
+                    ConfigError(
+                        f"{dotted_path(path)}: there is no column '{n}' in {where_file}.{suggest(n, known)} "
+                        f"Columns: {', '.join(known)}."
+                    ),
+                    *path,
                 )
 
     check("drop", params.drop)
     check("features", params.features or [])
-    check("columns", list(params.columns))
+    check("columns", list(params.columns), index=False)
     if params.sample_weight is not None:
-        check("sample_weight", [params.sample_weight])
+        check("sample_weight", [params.sample_weight], index=False)
     skip = set(target) | set(params.drop) | ({params.sample_weight} if params.sample_weight else set())
     chosen = [n for n in (params.features if params.features is not None else header) if n not in skip]
     clash = [n for n in (params.features or []) if n in target]
     if clash:
-        raise ConfigError(f"data.source.features: '{clash[0]}' is the target; it cannot also be a feature.")
+        i = params.features.index(clash[0])
+        raise keyed(
+            ConfigError(f"data.source.features[{i}]: '{clash[0]}' is the target; it cannot also be a feature."),
+            "data",
+            "source",
+            "features",
+            i,
+        )
     if not chosen:
-        raise ConfigError(f"data.source: no feature columns are left in {where_file} after target, drop and features.")
+        raise keyed(
+            ConfigError(f"data.source: no feature columns are left in {where_file} after target, drop and features."),
+            "data",
+            "source",
+        )
     return chosen
 
 

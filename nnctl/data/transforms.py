@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from nnctl.errors import ConfigError, DataError
+from nnctl.errors import ConfigError, DataError, keyed
 
 Method = Literal["none", "minmax", "standard"]
 METHODS = ("none", "minmax", "standard")
@@ -58,9 +58,13 @@ class Normalizer:
         if self.method == "none" or k == 0:
             return self
         if self.per != "feature" or self.shift is None or self.shift.ndim != 1:
-            raise ConfigError(
-                f"{key}.per: all would shift and scale the category ids of encoding: embedding columns with the "
-                "other features; use per: feature (the default) or normalize: none."
+            raise keyed(
+                ConfigError(
+                    f"{key}.per: all would shift and scale the category ids of encoding: embedding columns with the "
+                    "other features; use per: feature (the default) or normalize: none."
+                ),
+                *key.split("."),
+                "per",
             )
         self.shift[-k:], self.scale[-k:] = 0.0, 1.0
         return self

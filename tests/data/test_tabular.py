@@ -128,9 +128,9 @@ def test_imputation_and_levels_are_fitted_on_the_training_rows_only(tmp_path):
 
 def test_declarations_name_what_is_wrong(tmp_path):
     path = leaky_csv(tmp_path)
-    with pytest.raises(ConfigError, match=r"data.source.columns: there is no column 'agee'.*Did you mean 'age'"):
+    with pytest.raises(ConfigError, match=r"data.source.columns.agee: there is no column 'agee'.*Did you mean 'age'"):
         Csv(path=str(path), target="label", columns={"agee": {"impute": "mean"}}).load(None)
-    with pytest.raises(ConfigError, match=r"data.source.drop: there is no column 'twn'"):
+    with pytest.raises(ConfigError, match=r"data.source.drop\[0\]: there is no column 'twn'"):
         Csv(path=str(path), target="label", drop=["twn"]).load(None)
     with pytest.raises(DataError, match=r"line 2, column 'town' holds 't0', which is not a number"):
         Csv(path=str(path), target="label", columns={"town": {"type": "numeric"}}).load(None)

@@ -47,9 +47,21 @@ def assert_user_error(result, runs: Path, *fragments):
 @pytest.mark.parametrize(
     "columns, fragments",
     [
-        ("{islnd: {type: category}}", ["data.source.columns: there is no column 'islnd'", "Did you mean 'island'"]),
-        ("{island: {type: numeric}}", ["line 2, column 'island' holds 'Torgersen', which is not a number"]),
-        ("{}", ["line 5, column 'bill_length_mm' is empty", "impute"]),  # row 4 of the data: no measurements
+        (
+            "{islnd: {type: category}}",
+            ["p.yaml: line 6: data.source.columns.islnd: there is no column 'islnd'", "Did you mean 'island'"],
+        ),
+        (
+            "{island: {type: numeric}}",
+            [
+                "p.yaml: line 6: data.source.columns.island.type: 'island' is declared numeric, but CSV file",
+                "line 2, column 'island' holds 'Torgersen', which is not a number",
+            ],
+        ),
+        (  # row 4 of the data (line 5): no measurements; the key to add goes under columns (line 6)
+            "{}",
+            ["p.yaml: line 6: data.source.columns.bill_length_mm: CSV file", "line 5, column 'bill_length_mm' is empty"],
+        ),
     ],
     ids=["unknown-column", "category-declared-numeric", "blank-without-impute"],
 )
@@ -62,7 +74,16 @@ def test_a_target_with_blanks_exits_2_naming_the_row(tmp_path):
     columns = "{island: {impute: most_frequent}, bill_length_mm: {impute: mean}, bill_depth_mm: {impute: mean}}"
     config = penguins(tmp_path, columns, target="sex")
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q"])
-    assert_user_error(result, tmp_path / "r", "target 'sex' is empty at line 5")
+    assert_user_error(result, tmp_path / "r", "p.yaml: line 5: data.source.target: target 'sex' is empty at line 5 of")
+    overridden = runner.invoke(
+        app,
+        ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q", "--set", "data.source.columns.sex.type=numeric",
+         "--set", "data.source.target=species"],
+    )
+    assert_user_error(overridden, tmp_path / "r", "--set data.source.columns.sex.type=numeric: data.source.columns.sex")
+    for command in (["validate", str(config)], ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "r")]):
+        again = runner.invoke(app, command)
+        assert_user_error(again, tmp_path / "r", "p.yaml: line 5: data.source.target: target 'sex' is empty at line 5")
 
 
 def test_validate_prints_the_inferred_schema():
@@ -229,8 +250,8 @@ def test_an_embedded_category_trains_evaluates_and_predicts(tmp_path):
 @pytest.mark.parametrize(
     "first_layer, fragment",
     [
-        ("- {type: dense, units: 4}", "deck is declared encoding: embedding, so the network must start with"),
-        ("- {type: category_embedding, dims: [5]}", "model.layers[0].dims is [5], but the table's embedded columns"),
+        ("- {type: dense, units: 4}", "line 22: model.layers: deck is declared encoding: embedding"),
+        ("- {type: category_embedding, dims: [5]}", "line 23: model.layers[0].dims is [5], but the table's embedded"),
     ],
     ids=["layer-missing", "dims-differ"],
 )
