@@ -79,3 +79,16 @@ def test_columns_a_config_drops_may_already_be_gone_from_x():
     model = NNClassifier(str(ROOT / "configs" / "titanic.yaml"), epochs=3).fit(X, y)
     assert "class=First" not in model.checkpoint_.meta["feature_names"]  # class was still dropped
     assert set(model.predict(X.iloc[:10])) <= {0, 1}
+
+
+def test_an_embedded_category_column_fits_pickles_and_predicts(tmp_path):
+    from tests.e2e.test_tables import titanic_embedding
+
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(ROOT / "datasets" / "titanic.csv")
+    X, y = df.drop(columns=["survived"]), df["survived"]
+    model = NNClassifier(str(titanic_embedding(tmp_path)), epochs=10).fit(X, y)
+    assert model.checkpoint_.meta["feature_names"][-1] == "deck#id"
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+    assert model.score(X, y) >= 0.75
