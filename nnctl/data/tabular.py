@@ -47,7 +47,7 @@ class UnknownCategoryWarning(UserWarning):
 
 class ColumnSpec(Params):
     type: ColumnType | None = Field(
-        None, description="numeric, category (one-hot), binary (true/false, yes/no, 1/0) or ignore; inferred if unset."
+        None, description="numeric, category (one-hot or embedding), binary (true/false, yes/no, 1/0) or ignore; inferred if unset."
     )
     encoding: Literal["onehot", "embedding"] = Field(
         "onehot",

@@ -8,6 +8,9 @@ stored input normalization -> float32 -> the network's layers (eval mode) -> out
 - regression: `output` (N, T) (the network's output, normalized target units) and `values` (N, T)
   float64 in the data's original units (the stored target normalization undone), as `nnctl predict` prints.
 
+A table run (typed columns) instead takes one (N, 1) input per raw column, numbers as float64 and text as
+strings, encoded in the graph as nnctl/data/tabular.py does (nnctl/export/table.py).
+
 Features and normalization run in float64 as in nnctl (which computes them in float64 and only then
 casts to the network's float32). The batch axis is dynamic. Class names, feature and input column
 names, the task, the resolved config and the nnctl version are the model's metadata_props.

@@ -250,12 +250,13 @@ def test_an_embedded_category_trains_evaluates_and_predicts(tmp_path):
 @pytest.mark.parametrize(
     "first_layer, fragment",
     [
-        ("- {type: dense, units: 4}", "line 22: model.layers: deck is declared encoding: embedding"),
-        ("- {type: category_embedding, dims: [5]}", "line 23: model.layers[0].dims is [5], but the table's embedded"),
+        ("- {type: dense, units: 4}", "line {layers}: model.layers: deck is declared encoding: embedding"),
+        ("- {type: category_embedding, dims: [5]}", "line {first}: model.layers[0].dims is [5], but the table's embedded"),
     ],
     ids=["layer-missing", "dims-differ"],
 )
 def test_an_embedding_the_network_does_not_fit_exits_2(tmp_path, first_layer, fragment):
     config = titanic_embedding(tmp_path, first_layer)
+    layers = config.read_text().splitlines().index("  layers:") + 1
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q"])
-    assert_user_error(result, tmp_path / "r", fragment)
+    assert_user_error(result, tmp_path / "r", fragment.format(layers=layers, first=layers + 1))
