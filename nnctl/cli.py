@@ -92,11 +92,10 @@ def main(
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    from rich.markup import escape
+    from nnctl.console import make_console, styled
 
-    from nnctl.console import make_console
-
-    make_console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}")
+    # The console reads no markup: the style is given as Text, the message printed as it is.
+    make_console(stderr=True).print(styled(("warning:", "yellow"), " ", str(message)))
 
 
 def user_errors(func: Callable) -> Callable:

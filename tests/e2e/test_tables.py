@@ -117,6 +117,7 @@ def test_checkpoint_carries_the_table_to_eval_predict_and_the_api(tmp_path):
     (tmp_path / "new.csv").write_text("\n".join(rows) + "\n")
     result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv")])
     assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "[yellow]" not in result.output  # a style, not markup printed
     assert "categories not seen in training were encoded as 'other': 'island': 1 row(s)" in result.output
     assert result.stdout.splitlines()[0] == "prediction" and len(result.stdout.splitlines()) == 4
     with pytest.warns(nnctl.data.tabular.UnknownCategoryWarning):
