@@ -6,7 +6,9 @@ stored input normalization -> float32 -> the network's layers (eval mode) -> out
 - classification: `logits` (N, K) (the network's raw scores; (N, 1) for a one-logit binary loss),
   `probabilities` (N, K) as the loss turns scores into probabilities, `class_index` (N,) int64;
 - regression: `output` (N, T) (the network's output, normalized target units) and `values` (N, T)
-  float64 in the data's original units (the stored target normalization undone), as `nnctl predict` prints.
+  float64 in the data's original units (the stored target normalization undone), as `nnctl predict` prints;
+- multilabel (a table's 0/1 label columns): `logits` (N, L), `probabilities` (N, L) each label's own, `labels`
+  (N, L) int64 0/1.
 
 A table run (typed columns) instead takes one (N, 1) input per raw column, numbers as float64 and text as
 strings, encoded in the graph as nnctl/data/tabular.py does (nnctl/export/table.py).
@@ -215,6 +217,12 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
         outputs["logits"] = (z, onnx.TensorProto.FLOAT, out_shape)
         outputs["probabilities"] = (parts["probabilities"], onnx.TensorProto.FLOAT, ["batch", k])
         outputs["class_index"] = (parts["class_index"], onnx.TensorProto.INT64, ["batch"])
+    elif task == "multilabel":  # a table's several 0/1 label columns, one logit each
+        from nnctl.export.table import multilabel_outputs
+
+        g.scope = "output."
+        outputs.update(multilabel_outputs(g, z, out_shape))
+        g.scope = ""
     else:
         target = experiment.target_normalizer
         g.scope = "output."

@@ -121,6 +121,16 @@ def table_feed(table, cells: np.ndarray, names: list[str]) -> dict[str, np.ndarr
     return feed
 
 
+def multilabel_outputs(g: Graph, z: str, shape: list) -> dict[str, tuple[str, int, list]]:
+    """A multilabel run's outputs: logits (N, L), each label's probability 0.5 tanh(z / 2) + 0.5 (the sigmoid as
+    binary_cross_entropy computes it) and the 0/1 labels z > 0, as `nnctl predict` prints them."""
+    half = g.const(0.5, "half")
+    p = g.op("Add", [g.op("Mul", [half, g.op("Tanh", [g.op("Mul", [half, z])])]), half], "label_probabilities")
+    labels = g.cast(g.op("Greater", [z, g.const(0.0, "zero")], "positive"), np.int64, "label_values")
+    t = g.onnx.TensorProto
+    return {"logits": (z, t.FLOAT, shape), "probabilities": (p, t.FLOAT, shape), "labels": (labels, t.INT64, shape)}
+
+
 @register_exporter("category_embedding")
 def _category_embedding(layer, g: Graph, x: str) -> str:
     """[x[:, :plain], weight_j[round(x[:, plain + j])] ...]; an id outside the table is an onnxruntime error."""

@@ -42,7 +42,12 @@ def compare_run(
         feed = {"input": raw.astype(np.float32)}
     got = dict(zip(names, session.run(names, feed), strict=True))
     result = {"split": split, "samples": int(len(raw)), "task": p.task}
-    if p.task == "classification":
+    if p.task == "multilabel":
+        result.update(_diff("logits", got["logits"], out))
+        result["max_abs_diff_probabilities"] = float(np.max(np.abs(got["probabilities"] - p.probabilities(out))))
+        labels = p.loss.predict(out)
+        result["label_disagreements"] = int(np.sum(got["labels"] != labels))
+    elif p.task == "classification":
         result.update(_diff("logits", got["logits"], out))
         result["max_abs_diff_probabilities"] = float(np.max(np.abs(got["probabilities"] - p.probabilities(out))))
         classes = p.loss.predict(out)

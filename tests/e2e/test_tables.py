@@ -162,7 +162,8 @@ def test_a_negative_sample_weight_names_the_row(tmp_path):
         Csv(path=str(tmp_path / "w.csv"), target="label", sample_weight="w").load(None)
 
 
-def test_multilabel_targets_train_and_predict_one_column_per_label(tmp_path):
+def multilabel_config(tmp_path) -> Path:
+    """Two label columns (tall from a, warm from the colour or b) over numbers and a category."""
     rng = np.random.default_rng(0)
     lines = ["a,b,colour,tall,warm"]
     for _ in range(400):
@@ -183,6 +184,11 @@ optimizer: {{type: adam, lr: 0.01}}
 train: {{epochs: 20}}
 """
     )
+    return config
+
+
+def test_multilabel_targets_train_and_predict_one_column_per_label(tmp_path):
+    config = multilabel_config(tmp_path)
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q", "--json"])
     assert result.exit_code == 0, result.output
     run_dir = json.loads(result.stdout)["run_dir"]

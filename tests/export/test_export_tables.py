@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nnctl.cli import app
 from nnctl.data.tabular import ColumnSpec, RawTable, TablePreprocessor
 from tests.conftest import CONFIGS
-from tests.e2e.test_tables import titanic_embedding
+from tests.e2e.test_tables import multilabel_config, titanic_embedding
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install 'nnctl[onnx]')")
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'nnctl[onnx]')")
@@ -118,3 +118,56 @@ def test_an_exported_table_run_answers_as_nnctl_predict_on_the_same_csv(name, tm
 def _table_state(run_dir: Path) -> dict:
     with np.load(run_dir / "checkpoints" / "best.npz", allow_pickle=False) as npz:
         return {"schema": npz["table/schema"], "fill": npz["table/fill"]}
+
+
+def test_a_multilabel_table_run_exports_each_labels_probability(tmp_path):
+    config = multilabel_config(tmp_path)
+    trained = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q", "--json"])
+    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    exported = runner.invoke(app, ["export", str(run_dir), "--check"])
+    assert exported.exit_code == 0, exported.output
+    assert "label_disagreements 0" in exported.output
+    (tmp_path / "new.csv").write_text("a,b,colour\n2.0,0.0,red\n-2.0,0.5,blue\n0.1,1.5,never\n")
+    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--proba"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["prediction_tall", "prediction_warm", "proba_tall", "proba_warm"]
+    printed = np.array([[float(v) for v in r] for r in rows[1:]])
+    session = ort.InferenceSession(str(run_dir / "export" / "model-best.onnx"), providers=["CPUExecutionProvider"])
+    prep = TablePreprocessor.from_state(_table_state(run_dir))
+    with open(tmp_path / "new.csv", newline="") as f:
+        header, *cells = list(csv.reader(f))
+    labels, proba = session.run(["labels", "probabilities"], table_feed(prep, np.array(cells, dtype=str), header))
+    np.testing.assert_array_equal(labels, printed[:, :2])
+    assert np.max(np.abs(proba - printed[:, 2:])) <= TOLERANCE
+
+
+def test_a_table_regression_with_two_targets_exports_its_values(tmp_path):
+    rng = np.random.default_rng(1)
+    lines = ["size,kind,y1,y2"]
+    for i in range(120):
+        size, kind = rng.uniform(0, 10), rng.choice(["a", "b", "c"])
+        cell = "" if i % 9 == 0 else f"{size:.3f}"  # blanks, imputed by the median
+        lines.append(f"{cell},{kind},{size * 3 + (kind == 'a') * 5:.3f},{100 - size:.3f}")
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "r.yaml"
+    config.write_text(
+        f"""\
+name: reg
+data:
+  source: {{type: csv, path: '{tmp_path / "r.csv"}', target: [y1, y2], columns: {{size: {{impute: median}}}}}}
+  normalize: standard
+  target_normalize: standard
+model:
+  layers: [{{type: dense, units: 8, activation: tanh}}, {{type: dense, units: 2}}]
+loss: mse
+train: {{epochs: 5}}
+"""
+    )
+    trained = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q", "--json"])
+    run_dir = json.loads(trained.stdout)["run_dir"]
+    exported = runner.invoke(app, ["export", run_dir, "--check", "--json"])
+    assert exported.exit_code == 0, exported.output
+    check = json.loads(exported.stdout)["check"]
+    assert check["task"] == "regression" and check["max_abs_values"] > 50  # in the data's units
+    assert check["max_abs_diff_values"] <= TOLERANCE * check["max_abs_values"]
