@@ -46,7 +46,7 @@ def main() -> int:
         result = run_training(config, overrides, runs_dir)
         try:
             export = export_run(result.run_dir)
-        except ExportError as exc:  # e.g. a table run (penguins, titanic): its encoding is not in the graph yet
+        except ExportError as exc:  # e.g. a plugin layer without an exporter
             refused.append(config.stem)
             print(f"{config.stem}: not exported: {exc}", file=sys.stderr)
             continue
