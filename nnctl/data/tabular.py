@@ -561,6 +561,25 @@ def select_columns(header: list[str], target: list[str], params: TableParams, wh
         check("sample_weight", [params.sample_weight], index=False)
     skip = set(target) | set(params.drop) | ({params.sample_weight} if params.sample_weight else set())
     chosen = [n for n in (params.features if params.features is not None else header) if n not in skip]
+    for n in params.columns:
+        if n not in chosen:
+            why = (
+                "the target"
+                if n in target
+                else "in drop"
+                if n in params.drop
+                else "the sample_weight"
+                if n == params.sample_weight
+                else "not listed in features"
+            )
+            raise keyed(
+                ConfigError(
+                    f"data.source.columns.{n}: '{n}' is {why}, so it is no feature and its declaration would do "
+                    "nothing; declare feature columns only."
+                ),
+                *COLUMNS,
+                n,
+            )
     clash = [n for n in (params.features or []) if n in target]
     if clash:
         i = params.features.index(clash[0])

@@ -132,6 +132,10 @@ def test_declarations_name_what_is_wrong(tmp_path):
         Csv(path=str(path), target="label", columns={"agee": {"impute": "mean"}}).load(None)
     with pytest.raises(ConfigError, match=r"data.source.drop\[0\]: there is no column 'twn'"):
         Csv(path=str(path), target="label", drop=["twn"]).load(None)
+    with pytest.raises(ConfigError, match=r"data.source.columns.label: 'label' is the target, so it is no feature"):
+        Csv(path=str(path), target="label", columns={"label": {"type": "category"}}).load(None)
+    with pytest.raises(ConfigError, match=r"data.source.columns.town: 'town' is in drop"):
+        Csv(path=str(path), target="label", drop=["town"], columns={"town": {"type": "category"}}).load(None)
     with pytest.raises(DataError, match=r"line 2, column 'town' holds 't0', which is not a number"):
         Csv(path=str(path), target="label", columns={"town": {"type": "numeric"}}).load(None)
     with pytest.raises(DataError, match=r"columns.town.impute: mean needs numbers"):
