@@ -64,7 +64,10 @@ def test_a_table_run_serves_records_with_text_and_blanks(tmp_path):
     run = nnctl.load_run(run_dir)
     expected = run.predict({k: [r[k] for r in records] for k in records[0]})
     assert answer.json()["predictions"] == list(expected)
-    assert client.get("/metadata").json()["inputs"]["names"] == list(records[0])
+    inputs = client.get("/metadata").json()["inputs"]
+    assert inputs["names"] == list(records[0])
+    assert inputs["columns"]["island"] == {"type": "category", "levels": ["Biscoe", "Dream", "Torgersen"]}
+    assert inputs["columns"]["body_mass_g"] == {"type": "numeric", "impute": "median", "indicator": True}
     missing = client.post("/predict", json={"records": [{"island": "Biscoe"}]})
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"][:3] == ["body", "records", 0]
 
