@@ -10,7 +10,7 @@ import numpy as np
 
 from nnctl import registry
 from nnctl.build import build_experiment, build_network, load_dataset, split_rows
-from nnctl.config import config_lines, dump_config, load_config, load_config_detailed, value_sources
+from nnctl.config import config_lines, dump_config, load_config_detailed, value_sources
 from nnctl.data.tabular import fit_table
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.parallel import SingleProcess, agree, note_run_dir

@@ -47,7 +47,8 @@ class UnknownCategoryWarning(UserWarning):
 
 class ColumnSpec(Params):
     type: ColumnType | None = Field(
-        None, description="numeric, category (one-hot or embedding), binary (true/false, yes/no, 1/0) or ignore; inferred if unset."
+        None,
+        description="numeric, category (one-hot or embedding), binary (true/false, yes/no, 1/0) or ignore; inferred if unset.",
     )
     encoding: Literal["onehot", "embedding"] = Field(
         "onehot",
@@ -74,7 +75,7 @@ class ColumnSpec(Params):
     indicator: bool = Field(False, description="Add a 0/1 column <name>_missing that marks the blank cells.")
 
     @model_validator(mode="after")
-    def _fill_needs_constant(self) -> ColumnSpec:
+    def _consistent(self) -> ColumnSpec:
         if self.type not in (None, "category") and (self.encoding != "onehot" or self.dim is not None):
             raise ValueError(f"encoding and dim apply to category columns, but the type is {self.type}")
         if self.dim is not None and self.encoding != "embedding":
@@ -181,7 +182,7 @@ class Column:
         return self.type == "category" and self.encoding == "embedding"
 
     def feature_names(self) -> list[str]:
-        """The column's features, the id column of an embedding excepted (it comes last, see `ids`)."""
+        """The column's features; an embedded column's id comes after every column's (TablePreprocessor.feature_names)."""
         if self.type == "ignore":
             return []
         if self.embedded:
@@ -437,12 +438,16 @@ class TablePreprocessor:
     def _blank_error(column: Column, text: np.ndarray, blank: np.ndarray, table: RawTable) -> None:
         i = int(np.flatnonzero(blank)[0])
         what = "is empty" if text[i] == "" else f"holds {str(text[i])!r}, which is not a finite number"
-        raise keyed(DataError(
-            f"{table.where(i, column.name)} {what}. Missing values are an error unless the column says "
-            f"how to fill them: columns: {{{column.name}: {{impute: "
-            + ("median" if column.type == "numeric" else "most_frequent")
-            + "}} (fitted on the training split), or drop the column or the row."
-        ), *COLUMNS, column.name)
+        raise keyed(
+            DataError(
+                f"{table.where(i, column.name)} {what}. Missing values are an error unless the column says "
+                f"how to fill them: columns: {{{column.name}: {{impute: "
+                + ("median" if column.type == "numeric" else "most_frequent")
+                + "}} (fitted on the training split), or drop the column or the row."
+            ),
+            *COLUMNS,
+            column.name,
+        )
 
     # --- checkpoint state ---
 

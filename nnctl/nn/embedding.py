@@ -18,9 +18,7 @@ def token_ids(x: np.ndarray, vocab_size: int, layer: str, what: str, fix: str) -
     off = np.abs(x - ids) > 1e-3  # whole numbers (up to rounding noise)
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size or off.any()):
         bad = x[(ids < 0) | (ids >= vocab_size) | off][0]
-        raise DataError(
-            f"{layer}: input {bad!r} is not a {what} id in 0..{vocab_size - 1}. {fix}"
-        )
+        raise DataError(f"{layer}: input {bad!r} is not a {what} id in 0..{vocab_size - 1}. {fix}")
     return ids
 
 

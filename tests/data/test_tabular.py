@@ -192,8 +192,11 @@ def test_embedding_applies_to_category_columns_only():
     with pytest.raises(ValueError, match="dim is the length of an embedding's vectors; it needs encoding: embedding"):
         ColumnSpec(dim=4)
     t = table({"n": ["1", "2"]}, {"n": {"encoding": "embedding"}})
-    with pytest.raises(ConfigError, match=r"data.source.columns.n.encoding: embedding applies to category columns, "
-                       r"but 'n' is numeric \(inferred\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.source.columns.n.encoding: embedding applies to category columns, "
+        r"but 'n' is numeric \(inferred\)",
+    ):
         TablePreprocessor(t.specs).fit(t)
 
 

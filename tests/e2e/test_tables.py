@@ -60,7 +60,10 @@ def assert_user_error(result, runs: Path, *fragments):
         ),
         (  # row 4 of the data (line 5): no measurements; the key to add goes under columns (line 6)
             "{}",
-            ["p.yaml: line 6: data.source.columns.bill_length_mm: CSV file", "line 5, column 'bill_length_mm' is empty"],
+            [
+                "p.yaml: line 6: data.source.columns.bill_length_mm: CSV file",
+                "line 5, column 'bill_length_mm' is empty",
+            ],
         ),
     ],
     ids=["unknown-column", "category-declared-numeric", "blank-without-impute"],
@@ -77,8 +80,17 @@ def test_a_target_with_blanks_exits_2_naming_the_row(tmp_path):
     assert_user_error(result, tmp_path / "r", "p.yaml: line 5: data.source.target: target 'sex' is empty at line 5 of")
     overridden = runner.invoke(
         app,
-        ["train", str(config), "--runs-dir", str(tmp_path / "r"), "-q", "--set", "data.source.columns.sex.type=numeric",
-         "--set", "data.source.target=species"],
+        [
+            "train",
+            str(config),
+            "--runs-dir",
+            str(tmp_path / "r"),
+            "-q",
+            "--set",
+            "data.source.columns.sex.type=numeric",
+            "--set",
+            "data.source.target=species",
+        ],
     )
     assert_user_error(overridden, tmp_path / "r", "--set data.source.columns.sex.type=numeric: data.source.columns.sex")
     for command in (["validate", str(config)], ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "r")]):
@@ -224,7 +236,9 @@ def titanic_embedding(tmp_path, first_layer: str = "- category_embedding") -> Pa
 def test_an_embedded_category_trains_evaluates_and_predicts(tmp_path):
     runs = tmp_path / "runs"
     config = titanic_embedding(tmp_path)
-    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "-q", "--json", "--set", "train.epochs=15"])
+    result = runner.invoke(
+        app, ["train", str(config), "--runs-dir", str(runs), "-q", "--json", "--set", "train.epochs=15"]
+    )
     assert result.exit_code == 0, result.output
     run_dir = Path(json.loads(result.stdout)["run_dir"])
     assert "category_embedding(9 -> 3)" in (run_dir / "model.txt").read_text()  # A..G, unknown + other
@@ -258,7 +272,10 @@ def test_an_embedded_category_trains_evaluates_and_predicts(tmp_path):
     "first_layer, fragment",
     [
         ("- {type: dense, units: 4}", "line {layers}: model.layers: deck is declared encoding: embedding"),
-        ("- {type: category_embedding, dims: [5]}", "line {first}: model.layers[0].dims is [5], but the table's embedded"),
+        (
+            "- {type: category_embedding, dims: [5]}",
+            "line {first}: model.layers[0].dims is [5], but the table's embedded",
+        ),
     ],
     ids=["layer-missing", "dims-differ"],
 )

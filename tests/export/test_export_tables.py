@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'nnctl[onnx]')")
 
 from nnctl.export.graph import DEFAULT_OPSET, Graph  # noqa: E402
-from nnctl.export.table import ML_DOMAIN, ML_OPSET, table_feed, table_features  # noqa: E402
+from nnctl.export.table import ML_DOMAIN, ML_OPSET, table_features, table_feed  # noqa: E402
 
 runner = CliRunner()
 TOLERANCE = 1e-5

@@ -93,17 +93,42 @@ def test_served_records_answer_as_nnctl_predict_on_the_same_rows(name, tmp_path)
     run_dir = Path(json.loads(trained.stdout)["run_dir"])
     if name == "penguins":
         records = [
-            {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 14.2, "flipper_length_mm": 220,
-             "body_mass_g": None, "sex": None},
-            {"island": "Atlantis", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
-             "body_mass_g": 3750, "sex": "MALE"},  # an island never seen in training
+            {
+                "island": "Biscoe",
+                "bill_length_mm": 47.5,
+                "bill_depth_mm": 14.2,
+                "flipper_length_mm": 220,
+                "body_mass_g": None,
+                "sex": None,
+            },
+            {
+                "island": "Atlantis",
+                "bill_length_mm": 39.1,
+                "bill_depth_mm": 18.7,
+                "flipper_length_mm": 181,
+                "body_mass_g": 3750,
+                "sex": "MALE",
+            },  # an island never seen in training
         ]
         unseen = "'island': 1 row(s), level(s) 'Atlantis'"
     else:
-        base = {"pclass": 3, "sex": "male", "age": None, "sibsp": 1, "parch": 0, "fare": 7.25, "embarked": "S",
-                "who": "man", "adult_male": True, "alone": False}
-        records = [base | {"deck": None}, base | {"deck": "C", "age": 4.0, "who": "child", "adult_male": False},
-                   base | {"deck": "Z", "sex": "female"}]  # a deck never seen in training: other
+        base = {
+            "pclass": 3,
+            "sex": "male",
+            "age": None,
+            "sibsp": 1,
+            "parch": 0,
+            "fare": 7.25,
+            "embarked": "S",
+            "who": "man",
+            "adult_male": True,
+            "alone": False,
+        }
+        records = [
+            base | {"deck": None},
+            base | {"deck": "C", "age": 4.0, "who": "child", "adult_male": False},
+            base | {"deck": "Z", "sex": "female"},
+        ]  # a deck never seen in training: other
         unseen = "'deck': 1 row(s), level(s) 'Z'"
     answer = TestClient(create_app(run_dir)).post("/predict", json={"records": records})
     assert answer.status_code == 200, answer.text
