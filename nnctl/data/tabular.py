@@ -494,6 +494,15 @@ class TablePreprocessor:
             )
         return prep
 
+    def input_columns(self) -> dict[str, dict]:
+        """Each raw input column: type, imputation, indicator, embedding, and a category's levels (others are
+        encoded as other); what a client of `nnctl serve` or an exported model needs to know to send a row."""
+        return {
+            c.name: c.describe() | ({"levels": c.levels} if c.type == "category" else {})
+            for c in self.columns
+            if c.type != "ignore"
+        }
+
     # --- what `nnctl validate` prints ---
 
     def schema_yaml(self) -> str:

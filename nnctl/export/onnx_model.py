@@ -269,6 +269,8 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
         "target_names": json.dumps(list(experiment.target_names) if experiment.target_names else None),
         "config": json.dumps(config.model_dump(mode="json")),
     }
+    if table is not None:  # each input column's type, imputation and levels
+        metadata["columns"] = json.dumps(table.input_columns())
     onnx.helper.set_model_props(model, metadata)
     return model
 

@@ -151,7 +151,7 @@ class Service:
                 "feature_names": p.feature_names,
                 "playground": p.playground,
             }
-            | ({"columns": self._columns()} if p.table is not None else {}),
+            | ({"columns": p.table.input_columns()} if p.table is not None else {}),
             "classes": self.classes,
             "targets": p.target_names,
             "output_shape": list(p.network.output_shape),
@@ -159,14 +159,6 @@ class Service:
             "metrics": {k: summary.get(k) for k in ("status", "epochs", "final", "best") if k in summary},
             "nnctl_version": __version__,
         }
-
-    def _columns(self) -> dict[str, dict]:
-        """A table run's input columns: type, imputation, and a category's levels (others are encoded as other)."""
-        out = {}
-        for column in self.predictor.table.columns:
-            if column.type != "ignore":
-                out[column.name] = column.describe() | ({"levels": column.levels} if column.type == "category" else {})
-        return out
 
     def raw_inputs(self, request: PredictRequest) -> np.ndarray:
         p = self.predictor

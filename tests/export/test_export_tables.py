@@ -106,6 +106,12 @@ def test_an_exported_table_run_answers_as_nnctl_predict_on_the_same_csv(name, tm
     prep = TablePreprocessor.from_state(_table_state(run_dir))
     feed = table_feed(prep, np.array(cells, dtype=str), header)
     assert [i.name for i in session.get_inputs()] == json.loads(meta["input_names"]) == list(feed)
+    assert json.loads(meta["columns"]) == prep.input_columns()
+    types = {i.name: i.type for i in session.get_inputs()}
+    assert (
+        types["sex"] == "tensor(string)"
+        and types["bill_length_mm" if name == "penguins" else "age"] == "tensor(double)"
+    )
     got_proba, got_class = session.run(["probabilities", "class_index"], feed)
     assert len(got_proba) == len(cells) == len(proba)
     assert np.max(np.abs(got_proba - proba)) <= TOLERANCE
