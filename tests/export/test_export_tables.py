@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from nnctl.cli import app
@@ -156,20 +157,20 @@ def test_a_table_regression_with_two_targets_exports_its_values(tmp_path):
         cell = "" if i % 9 == 0 else f"{size:.3f}"  # blanks, imputed by the median
         lines.append(f"{cell},{kind},{size * 3 + (kind == 'a') * 5:.3f},{100 - size:.3f}")
     (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    source = {"type": "csv", "path": str(tmp_path / "r.csv"), "target": ["y1", "y2"]}
+    experiment = {
+        "name": "reg",
+        "data": {
+            "source": source | {"columns": {"size": {"impute": "median"}}},
+            "normalize": "standard",
+            "target_normalize": "standard",
+        },
+        "model": {"layers": [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dense", "units": 2}]},
+        "loss": "mse",
+        "train": {"epochs": 5},
+    }
     config = tmp_path / "r.yaml"
-    config.write_text(
-        f"""\
-name: reg
-data:
-  source: {{type: csv, path: '{tmp_path / "r.csv"}', target: [y1, y2], columns: {{size: {{impute: median}}}}}}
-  normalize: standard
-  target_normalize: standard
-model:
-  layers: [{{type: dense, units: 8, activation: tanh}}, {{type: dense, units: 2}}]
-loss: mse
-train: {{epochs: 5}}
-"""
-    )
+    config.write_text(yaml.safe_dump(experiment))
     trained = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q", "--json"])
     run_dir = json.loads(trained.stdout)["run_dir"]
     exported = runner.invoke(app, ["export", run_dir, "--check", "--json"])

@@ -24,6 +24,26 @@ with warnings.catch_warnings():
 
 from nnctl.serve.app import create_app  # noqa: E402
 
+# Penguins as a client sends them: numbers, text, and null for a blank cell.
+PENGUIN_RECORDS = [
+    {
+        "island": "Biscoe",
+        "bill_length_mm": 47.5,
+        "bill_depth_mm": 14.2,
+        "flipper_length_mm": 220,
+        "body_mass_g": None,
+        "sex": None,
+    },
+    {
+        "island": "Dream",
+        "bill_length_mm": 46.0,
+        "bill_depth_mm": 17.0,
+        "flipper_length_mm": 190,
+        "body_mass_g": 3500,
+        "sex": "FEMALE",
+    },
+]
+
 
 def test_a_table_run_serves_records_with_text_and_blanks(tmp_path):
     result = CliRunner().invoke(
@@ -41,24 +61,7 @@ def test_a_table_run_serves_records_with_text_and_blanks(tmp_path):
     )
     run_dir = Path(json.loads(result.stdout)["run_dir"])
     client = TestClient(create_app(run_dir))
-    records = [
-        {
-            "island": "Biscoe",
-            "bill_length_mm": 47.5,
-            "bill_depth_mm": 14.2,
-            "flipper_length_mm": 220,
-            "body_mass_g": None,
-            "sex": None,
-        },
-        {
-            "island": "Dream",
-            "bill_length_mm": 46.0,
-            "bill_depth_mm": 17.0,
-            "flipper_length_mm": 190,
-            "body_mass_g": 3500,
-            "sex": "FEMALE",
-        },
-    ]
+    records = PENGUIN_RECORDS
     answer = client.post("/predict", json={"records": records})
     assert answer.status_code == 200, answer.text
     run = nnctl.load_run(run_dir)
@@ -91,25 +94,8 @@ def test_served_records_answer_as_nnctl_predict_on_the_same_rows(name, tmp_path)
         app, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q", "--json", "--set", "train.epochs=5"]
     )
     run_dir = Path(json.loads(trained.stdout)["run_dir"])
-    if name == "penguins":
-        records = [
-            {
-                "island": "Biscoe",
-                "bill_length_mm": 47.5,
-                "bill_depth_mm": 14.2,
-                "flipper_length_mm": 220,
-                "body_mass_g": None,
-                "sex": None,
-            },
-            {
-                "island": "Atlantis",
-                "bill_length_mm": 39.1,
-                "bill_depth_mm": 18.7,
-                "flipper_length_mm": 181,
-                "body_mass_g": 3750,
-                "sex": "MALE",
-            },  # an island never seen in training
-        ]
+    if name == "penguins":  # and an island never seen in training
+        records = [*PENGUIN_RECORDS, PENGUIN_RECORDS[1] | {"island": "Atlantis", "sex": "MALE"}]
         unseen = "'island': 1 row(s), level(s) 'Atlantis'"
     else:
         base = {
