@@ -17,7 +17,7 @@ from nnctl.parallel import SingleProcess, agree, note_run_dir
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.integrity import check_train_state, write_failed
 from nnctl.runs.lock import RunLock, locked
-from nnctl.runs.reopen import check_resumable, open_run
+from nnctl.runs.reopen import check_resumable, open_run, read_run_config
 from nnctl.runs.rundir import RunDir
 from nnctl.train.preflight import check_before_run
 from nnctl.train.resume_checks import already_completed, check_config_unchanged
@@ -70,8 +70,15 @@ def resume_training(
 
     def prepare():
         nonlocal lock
+        run = RunDir.open(run_dir)
         if comm.rank == 0:  # one session per run directory
-            lock = RunLock(RunDir.open(run_dir).path).acquire()
+            lock = RunLock(run.path).acquire()
+        if not run.has_checkpoint("last") and run.read_summary().get("status") in (None, "running", "failed"):
+            # Stopped (a SIGKILL, a power cut, a dead rank) between writing config.yaml and saving the initial weights:
+            # nothing was trained, so resuming is training the saved config from the start, here.
+            experiment = build_experiment(read_run_config(run, allow_plugins), comm=comm)
+            check_workers(experiment, comm.size)
+            return experiment, None, {"epoch": 0}, run.path, None
         opened = open_run(run_dir, "last", allow_plugins)
         state = check_train_state(check_resumable(opened), opened.checkpoint.source)
         done = already_completed(opened, state, write=comm.rank == 0)
