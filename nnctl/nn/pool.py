@@ -118,6 +118,12 @@ class _MaxPool(_Pool):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         in_shape, winner = self._take_cache()
         dyh = channels_last(dy)
+        if dyh.strides[-1] != dyh.itemsize:
+            # Channels not innermost (dy from a flatten is channel-first): one transposing copy, rather than
+            # every multiply below walking dy across the grain of dx.
+            contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
+            np.copyto(contiguous, dyh)
+            dyh = contiguous
         dx = self._buffer("dx", in_shape, zero=self.overlap, dtype=dy.dtype)
         hit = self._buffer("hit", winner.shape, dtype=bool)
         for k, sl in enumerate(self._offsets()):
