@@ -8,8 +8,17 @@ im2col is contiguous, and `flatten` still flattens in channel-first order (C, H,
 
 Forward: pad, take every patch with `sliding_window_view` (a view), copy it once into the patch
 matrix (N*out_positions, k_h*k_w*C) and multiply by the weight (k_h*k_w*C, filters): one GEMM per
-layer per batch. Backward: dW = patches.T @ dy, dpatches = dy @ W.T, then dx by one slice-add per
-kernel offset (k_h*k_w of them), never `np.add.at`, never a loop over samples.
+layer per batch. Backward: dW = patches.T @ dy, db = ones @ dy, dpatches = dy @ W.T computed per
+kernel offset (one batched matmul, so each offset's block is contiguous), then dx by one slice-add
+per kernel offset (k_h*k_w of them), never `np.add.at`, never a loop over samples.
+
+Training steps reuse memory: the padded input, the patch matrix, the output and the input gradient
+live in arrays the layer keeps per batch shape (`Scratch`), so a step allocates no large arrays. Fresh
+multi-megabyte arrays cost a page fault per 4 KiB every step (glibc hands freed large blocks back to
+the OS); on the benchmark CNN that was about a quarter of the step. So what a training forward or
+backward returns is valid until the layer's next training step; evaluation returns fresh arrays. A
+`relu` activation is applied in place on the output, and its mask multiplies dy straight into the
+GEMM operand of the backward.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, model_validator
 
 from nnctl.errors import ConfigError
-from nnctl.nn.activations import ACTIVATION_NAMES
+from nnctl.nn.activations import ACTIVATION_NAMES, ReLU
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer
 from nnctl.registry import LAYERS, Params
@@ -60,6 +69,30 @@ def _tuple(value: int | tuple[int, ...] | list[int], dims: int, what: str) -> tu
     return values
 
 
+class Scratch:
+    """Arrays a layer keeps between training steps, one per name, remade when the shape changes."""
+
+    def _buffer(self, key: str, shape: tuple[int, ...], zero: bool = False, dtype=None) -> np.ndarray:
+        """The array named `key` of this shape and dtype (the layer's by default): zeros when new, filled
+        with 0 again if `zero`."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get(key)
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.zeros(shape, dtype=dtype)
+            buffers[key] = buf
+        elif zero:
+            buf.fill(0)
+        return buf
+
+    def _ones(self, n: int) -> np.ndarray:
+        """n ones: a bias gradient is ones @ dy, one GEMV pass (numpy's column sums of a tall array take 4-8x longer)."""
+        ones = self._buffer("ones", (n,))
+        if n and ones[0] != 1:
+            ones.fill(1)
+        return ones
+
+
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """(before, after) so that out = ceil(size / stride), the extra pixel going after (as TensorFlow)."""
     out = -(-size // stride)
@@ -67,7 +100,7 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-class _Conv(Layer):
+class _Conv(Scratch, Layer):
     """Shared N-d convolution over channels-last data; `dims` = 1 (signals) or 2 (images)."""
 
     dims: int
@@ -78,7 +111,7 @@ class _Conv(Layer):
         self.dilation = _tuple(self.dilation, self.dims, "dilation")
         act = self.activation
         self.activation = LAYERS.get(act).component() if act and act != "linear" else None
-        self._buffers: dict[str, np.ndarray] = {}
+        self.fused_relu = type(self.activation) is ReLU  # applied in place, see forward/backward
 
     # --- shapes -----------------------------------------------------------------------------------
 
@@ -117,16 +150,6 @@ class _Conv(Layer):
 
     # --- numerics ---------------------------------------------------------------------------------
 
-    def _buffer(self, key: str, shape: tuple[int, ...], zero: bool = False) -> np.ndarray:
-        """A scratch array kept between steps (internal use only, never returned)."""
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = np.zeros(shape, dtype=self.dtype)
-            self._buffers[key] = buf
-        elif zero:
-            buf.fill(0)
-        return buf
-
     def _offsets(self):
         """Per kernel offset: (index into the patch's kernel axes, slices of the padded input it reads)."""
         for offset in itertools.product(*(range(k) for k in self.kernel)):
@@ -149,44 +172,60 @@ class _Conv(Layer):
             xp[(slice(None), *inner)] = xh
         else:
             xp = xh
-        windows = sliding_window_view(xp, self.effective, axis=spatial)  # (N, *S', C, *effective)
-        pick = (slice(None),) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)
-        pick += tuple(slice(None, None, d) for d in self.dilation)
-        windows = windows[pick]  # (N, *out, C, *kernel)
-        order = (0, *spatial, *range(self.dims + 2, 2 * self.dims + 2), self.dims + 1)
         patch_shape = (n, *self.out_sizes, *self.kernel, channels)
         patches = self._buffer("patches", patch_shape) if training else np.empty(patch_shape, dtype=self.dtype)
-        np.copyto(patches, windows.transpose(order))  # the one im2col copy: (N, *out, *kernel, C)
+        if channels == 1:  # one copy per kernel offset: runs along the width instead of the kernel's 3 taps
+            lead = (slice(None),) * (self.dims + 1)
+            for offset, slices in self._offsets():
+                patches[lead + offset] = xp[(slice(None), *slices)]
+        else:
+            windows = sliding_window_view(xp, self.effective, axis=spatial)  # (N, *S', C, *effective)
+            pick = (slice(None),) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)
+            pick += tuple(slice(None, None, d) for d in self.dilation)
+            windows = windows[pick]  # (N, *out, C, *kernel)
+            order = (0, *spatial, *range(self.dims + 2, 2 * self.dims + 2), self.dims + 1)
+            np.copyto(patches, windows.transpose(order))  # the one im2col copy: (N, *out, *kernel, C)
         rows = n * int(np.prod(self.out_sizes))
         cols = patches.reshape(rows, -1)  # (N*out, k*k*C)
-        y = np.dot(cols, self.params["weight"].reshape(-1, self.filters))  # (N*out, F), channels-last
+        y = self._buffer("out", (rows, self.filters)) if training else np.empty((rows, self.filters), self.dtype)
+        np.dot(cols, self.params["weight"].reshape(-1, self.filters), out=y)  # (N*out, F), channels-last
         if self.use_bias:
             y += self.params["bias"]
+        if self.fused_relu:
+            np.maximum(y, 0, out=y)
         if training:
-            self._cache = (cols, xh.shape)
+            self._cache = (cols, xh.shape, y)
         y = channels_first(y.reshape(n, *self.out_sizes, self.filters))  # (N, F, *out) view
-        if self.activation is not None:
+        if self.activation is not None and not self.fused_relu:
             y = self.activation.forward(y, training=training)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        cols, in_shape = self._take_cache()
-        if self.activation is not None:
-            dy = self.activation.backward(dy)
-        dy2 = np.ascontiguousarray(channels_last(dy)).reshape(len(cols), self.filters)  # (N*out, F)
+        cols, in_shape, y = self._take_cache()
+        if self.fused_relu:  # dy * (y > 0), written straight into the GEMM operand
+            dy2 = self._buffer("dy", y.shape)
+            mask = np.greater(y, 0, out=self._buffer("mask", y.shape, dtype=bool))
+            grid = (in_shape[0], *self.out_sizes, self.filters)  # dy may be any view: no reshape copy
+            np.multiply(channels_last(dy), mask.reshape(grid), out=dy2.reshape(grid))
+        else:
+            if self.activation is not None:
+                dy = self.activation.backward(dy)
+            dy2 = np.ascontiguousarray(channels_last(dy)).reshape(y.shape)  # (N*out, F)
         weight = self.params["weight"].reshape(-1, self.filters)
         np.dot(cols.T, dy2, out=self.grads["weight"].reshape(weight.shape))
         if self.use_bias:
-            np.sum(dy2, axis=0, out=self.grads["bias"])
+            np.dot(self._ones(len(dy2)), dy2, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None  # type: ignore[return-value]
-        n = in_shape[0]
-        dpatches = np.dot(dy2, weight.T, out=self._buffer("dpatches", cols.shape))
-        dpatches = dpatches.reshape(n, *self.out_sizes, *self.kernel, in_shape[-1])
-        dxp = np.zeros((n, *self.padded, in_shape[-1]), dtype=self.dtype)
-        lead = (slice(None),) * (self.dims + 1)
-        for offset, slices in self._offsets():  # k*k slice-adds over the whole batch
-            dxp[(slice(None), *slices)] += dpatches[lead + offset]
+        n, channels = in_shape[0], in_shape[-1]
+        # dpatches per kernel offset, (k*k, N*out, C): each offset's block is contiguous, so the slice-adds
+        # below run over whole rows (strided 32-float pieces of (N*out, k*k*C) took 2-3x longer).
+        taps = weight.reshape(-1, channels, self.filters).transpose(0, 2, 1)  # (k*k, F, C) view
+        dpatches = np.matmul(dy2, taps, out=self._buffer("dpatches", (len(taps), len(dy2), channels)))
+        dxp = self._buffer("dx", (n, *self.padded, channels), zero=True)
+        grid = (n, *self.out_sizes, channels)
+        for k, (_, slices) in enumerate(self._offsets()):  # k*k slice-adds over the whole batch
+            dxp[(slice(None), *slices)] += dpatches[k].reshape(grid)
         inner = tuple(slice(a, a + s) for (a, _), s in zip(self.pads, in_shape[1:-1], strict=True))
         return channels_first(dxp[(slice(None), *inner)])
 

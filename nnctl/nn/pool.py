@@ -2,7 +2,9 @@
 
 Like the convolutions, pooling works channels-last inside (see conv.py) and loops over the window's
 k*k offsets, each a strided slice of the whole batch: no loop over samples, no window copies.
-Max pooling routes the gradient to the first maximum of each window (as PyTorch does).
+Max pooling routes the gradient to the first maximum of each window (as PyTorch does). Training
+steps reuse the output, the input gradient and the masks (`Scratch`, see conv.py): what a training
+forward or backward returns is valid until the layer's next training step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nnctl.errors import ConfigError
-from nnctl.nn.conv import _tuple, channels_first, channels_last, require_spatial
+from nnctl.nn.conv import Scratch, _tuple, channels_first, channels_last, require_spatial
 from nnctl.nn.layer import Layer
 from nnctl.registry import LAYERS, Params
 
@@ -40,7 +42,7 @@ def _pool_params(dims: int) -> type[Params]:
     return PoolParams
 
 
-class _Pool(Layer):
+class _Pool(Scratch, Layer):
     """Shared window bookkeeping; subclasses give the reduction. Windows that do not fit are dropped."""
 
     dims: int
@@ -60,10 +62,9 @@ class _Pool(Layer):
                 "pool_size or fewer pooling layers."
             )
         self.out_sizes = tuple((s - k) // st + 1 for s, k, st in zip(sizes, self.pool, self.stride, strict=True))
-        # Non-overlapping windows that tile the input exactly: the backward assigns instead of adding.
-        self.tiles = self.stride == self.pool and all(
-            o * k == s for o, k, s in zip(self.out_sizes, self.pool, sizes, strict=True)
-        )
+        # Non-overlapping windows: the backward assigns instead of adding (positions no window covers, at
+        # the far edges, stay 0 in the reused gradient array).
+        self.overlap = any(st < k for st, k in zip(self.stride, self.pool, strict=True))
         return (input_shape[0], *self.out_sizes)
 
     def _offsets(self) -> list[tuple[slice, ...]]:
@@ -90,24 +91,47 @@ class _MaxPool(_Pool):
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         xh = channels_last(x)  # (N, *S, C)
         offsets = self._offsets()
-        y = xh[offsets[0]].copy()  # (N, *out, C)
-        for sl in offsets[1:]:
+        first = xh[offsets[0]]  # (N, *out, C)
+        y = self._buffer("out", first.shape, dtype=x.dtype) if training else np.empty(first.shape, dtype=x.dtype)
+        np.copyto(y, first)
+        if not training:
+            for sl in offsets[1:]:
+                np.maximum(y, xh[sl], out=y)
+            return channels_first(y)
+        # Training also records each window's winner: the offset of its first maximum (only a strictly
+        # larger value replaces it, so later ties lose, as in PyTorch). The backward then reads this one
+        # small contiguous array instead of comparing the input with the output again at every offset.
+        index = np.uint8 if len(offsets) < 256 else np.intp
+        winner = self._buffer("winner", y.shape, dtype=index)
+        winner.fill(0)
+        larger = self._buffer("larger", y.shape, dtype=bool)
+        candidate = self._buffer("candidate", y.shape, dtype=index)
+        for k, sl in enumerate(offsets[1:], start=1):
+            np.greater(xh[sl], y, out=larger)
+            # winner = k where larger, else unchanged: k exceeds every earlier offset, so a maximum does it
+            # (np.copyto(where=) and np.putmask take 50-70x longer than these two passes).
+            np.maximum(winner, np.multiply(larger, index(k), out=candidate), out=winner)
             np.maximum(y, xh[sl], out=y)
-        if training:
-            self._cache = (xh, y)
+        self._cache = (xh.shape, winner)
         return channels_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        xh, y = self._take_cache()
-        rest = channels_last(dy)  # gradient not yet handed to a window position
-        dx = np.empty(xh.shape, dtype=dy.dtype) if self.tiles else np.zeros(xh.shape, dtype=dy.dtype)
-        for sl in self._offsets():
-            share = rest * (xh[sl] == y)  # the first position holding the maximum takes it all...
-            rest = rest - share  # ...and later ties get exactly 0
-            if self.tiles:
-                dx[sl] = share
+        in_shape, winner = self._take_cache()
+        dyh = channels_last(dy)
+        if dyh.strides[-1] != dyh.itemsize:
+            # Channels not innermost (dy from a flatten is channel-first): one transposing copy, rather than
+            # every multiply below walking dy across the grain of dx.
+            contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
+            np.copyto(contiguous, dyh)
+            dyh = contiguous
+        dx = self._buffer("dx", in_shape, zero=self.overlap, dtype=dy.dtype)
+        hit = self._buffer("hit", winner.shape, dtype=bool)
+        for k, sl in enumerate(self._offsets()):
+            np.equal(winner, k, out=hit)
+            if self.overlap:
+                dx[sl] += np.multiply(dyh, hit, out=self._buffer("share", winner.shape, dtype=dy.dtype))
             else:
-                dx[sl] += share
+                np.multiply(dyh, hit, out=dx[sl])
         return channels_first(dx)
 
 
@@ -126,12 +150,12 @@ class _AvgPool(_Pool):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         in_shape = self._take_cache()
         share = channels_last(dy) * np.asarray(1.0 / np.prod(self.pool), dtype=dy.dtype)
-        dx = np.empty(in_shape, dtype=dy.dtype) if self.tiles else np.zeros(in_shape, dtype=dy.dtype)
+        dx = self._buffer("dx", in_shape, zero=self.overlap, dtype=dy.dtype)
         for sl in self._offsets():
-            if self.tiles:
-                dx[sl] = share
-            else:
+            if self.overlap:
                 dx[sl] += share
+            else:
+                dx[sl] = share
         return channels_first(dx)
 
 
