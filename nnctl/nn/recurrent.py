@@ -268,7 +268,7 @@ class _Recurrent(Layer):
         key = (self._phase, name, shape, np.dtype(dtype).str)
         buf = self._workspace.get(key)
         if buf is None:
-            if len(self._workspace) > 64:  # many batch sizes seen: start over rather than grow
+            if len(self._workspace) > 128:  # many batch sizes seen (a layer keeps 20-50 per size): start over
                 self._workspace.clear()
             buf = self._workspace[key] = np.empty(shape, dtype=dtype)
         return buf
@@ -324,19 +324,19 @@ class SimpleRNN(_Recurrent):
         t, n, h = s.shape[0] - 1, s.shape[1], s.shape[2]
         w_hh = w["weight_hh"]
         d = self._buf("d", (t, n, h), s.dtype)  # d loss / d pre-activation, per step
+        deriv = self._buf("deriv", (t, n, h), s.dtype)  # the activation's derivative, every step at once
+        if self.activation == "tanh":
+            np.multiply(s[1:], s[1:], out=deriv)
+            np.subtract(1, deriv, out=deriv)
+        else:
+            np.greater(s[1:], 0, out=deriv)
         dh = self._start_grad(dlast, n, h, s.dtype)
         for k in range(t - 1, -1, -1):
             if dseq is not None:
                 dh += dseq[k]
-            out, da = s[k + 1], d[k]
-            if self.activation == "tanh":
-                np.multiply(out, out, out=da)
-                np.subtract(1, da, out=da)
-                da *= dh
-            else:
-                np.multiply(dh, out > 0, out=da)
+            np.multiply(dh, deriv[k], out=d[k])
             if k:  # the initial state is a constant: no gradient needed for it
-                np.dot(da, w_hh.T, out=dh)
+                np.dot(d[k], w_hh.T, out=dh)
         return d, d
 
     def describe(self) -> str:
@@ -400,29 +400,31 @@ class LSTM(_Recurrent):
         w_hh = w["weight_hh"]
         _, _, q, p = self._constants(h, s.dtype)
         d = self._buf("d", (t, n, 4 * h), s.dtype)  # d loss / d gate pre-activations
+        # What does not depend on the incoming gradient, for every step at once: the gate activations'
+        # derivatives u (q - u) + p, and o (1 - tanh(c)^2), the path from h to c.
+        deriv = self._buf("deriv", (t, n, 4 * h), s.dtype)
+        np.subtract(q, acts, out=deriv)
+        deriv *= acts
+        deriv += p
+        oc = self._buf("oc", (t, n, h), s.dtype)
+        np.multiply(tc, tc, out=oc)
+        np.subtract(1, oc, out=oc)
+        oc *= acts[:, :, 3 * h :]
         dh = self._start_grad(dlast, n, h, s.dtype)
         dc = self._buf("dc", (n, h), s.dtype)
         dc[...] = 0
         tmp = self._buf("tmp", (n, h), s.dtype)
-        deriv = self._buf("deriv", (n, 4 * h), s.dtype)
         for k in range(t - 1, -1, -1):
             if dseq is not None:
                 dh += dseq[k]
-            a, tck, dk = acts[k], tc[k], d[k]
-            # dc += dh * o * (1 - tanh(c)^2)
-            np.multiply(tck, tck, out=tmp)
-            np.subtract(1, tmp, out=tmp)
-            tmp *= a[:, 3 * h :]
-            tmp *= dh
+            a, dk = acts[k], d[k]
+            np.multiply(dh, oc[k], out=tmp)  # dc += dh * o * (1 - tanh(c)^2)
             dc += tmp
             np.multiply(dc, a[:, 2 * h : 3 * h], out=dk[:, :h])  # d i
             np.multiply(dc, c[k], out=dk[:, h : 2 * h])  # d f
             np.multiply(dc, a[:, :h], out=dk[:, 2 * h : 3 * h])  # d g
-            np.multiply(dh, tck, out=dk[:, 3 * h :])  # d o
-            np.subtract(q, a, out=deriv)
-            deriv *= a
-            deriv += p
-            dk *= deriv
+            np.multiply(dh, tc[k], out=dk[:, 3 * h :])  # d o
+            dk *= deriv[k]
             if k:
                 dc *= a[:, h : 2 * h]  # through c = f * c_prev + ...
                 np.dot(dk, w_hh.T, out=dh)
@@ -468,33 +470,41 @@ class GRU(_Recurrent):
         rz, nn, ghn = cache
         t, n, h = s.shape[0] - 1, s.shape[1], s.shape[2]
         w_hh = w["weight_hh"]
+        r, z = rz[:, :, :h], rz[:, :, h:]
         dxp = self._buf("dxp", (t, n, 3 * h), s.dtype)  # d loss / d (x W_ih + bias): [d a_r, d a_z, d a_n]
         dgh = self._buf("dgh", (t, n, 3 * h), s.dtype)  # d loss / d (h W_hh): [d a_r, d a_z, r d a_n]
+        # The factors that do not depend on the incoming gradient dh, for every step at once, so that
+        # each step is five products: d a_n = dh (1 - z)(1 - n^2); d a_r = d a_n (h W_hn + b_hn) r (1 - r);
+        # d a_z = dh (h - n) z (1 - z); and the direct path h' <- z h.
+        one_minus_z = self._buf("omz", (t, n, h), s.dtype)
+        np.subtract(1, z, out=one_minus_z)
+        za = self._buf("za", (t, n, h), s.dtype)  # (1 - z)(1 - n^2)
+        np.multiply(nn, nn, out=za)
+        np.subtract(1, za, out=za)
+        za *= one_minus_z
+        gs = self._buf("gs", (t, n, h), s.dtype)  # (h W_hn + b_hn) r (1 - r)
+        np.subtract(1, r, out=gs)
+        gs *= r
+        gs *= ghn
+        pzs = self._buf("pzs", (t, n, h), s.dtype)  # (h - n) z (1 - z)
+        np.subtract(s[:-1], nn, out=pzs)
+        pzs *= z
+        pzs *= one_minus_z
         dh = self._start_grad(dlast, n, h, s.dtype)
         dhz = self._buf("dhz", (n, h), s.dtype)
-        tmp = self._buf("tmp", (n, h), s.dtype)
-        sd = self._buf("sd", (n, 2 * h), s.dtype)
         for k in range(t - 1, -1, -1):
             if dseq is not None:
                 dh += dseq[k]
-            g, cand, prev, dk, dghk = rz[k], nn[k], s[k], dxp[k], dgh[k]
-            dk_rz, dan = dk[:, : 2 * h], dk[:, 2 * h :]
-            np.multiply(dh, g[:, h:], out=dhz)  # the direct path h' <- z h
-            np.subtract(dh, dhz, out=tmp)  # d n = dh (1 - z)
-            np.multiply(cand, cand, out=dan)
-            np.subtract(1, dan, out=dan)
-            dan *= tmp  # d a_n = d n (1 - n^2)
-            np.multiply(dan, ghn[k], out=dk[:, :h])  # d r
-            np.subtract(prev, cand, out=dk[:, h : 2 * h])
-            dk[:, h : 2 * h] *= dh  # d z = dh (h - n)
-            np.multiply(g, g, out=sd)
-            np.subtract(g, sd, out=sd)  # sigmoid' = u (1 - u), both gates at once
-            dk_rz *= sd
-            np.copyto(dghk[:, : 2 * h], dk_rz)
-            np.multiply(dan, g[:, :h], out=dghk[:, 2 * h :])
+            dghk, dan = dgh[k], dxp[k, :, 2 * h :]
+            np.multiply(dh, za[k], out=dan)
+            np.multiply(dan, gs[k], out=dghk[:, :h])  # d a_r
+            np.multiply(dh, pzs[k], out=dghk[:, h : 2 * h])  # d a_z
+            np.multiply(dan, r[k], out=dghk[:, 2 * h :])  # r d a_n
             if k:
+                np.multiply(dh, z[k], out=dhz)
                 np.dot(dghk, w_hh.T, out=dh)
                 dh += dhz
+        dxp[:, :, : 2 * h] = dgh[:, :, : 2 * h]  # the gates' pre-activations get the same gradient from both sides
         return dxp, dgh
 
     def _extra_grads(self, grads, dgh):
