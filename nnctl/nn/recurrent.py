@@ -78,6 +78,9 @@ def _sigmoid_(a: np.ndarray) -> np.ndarray:
 
 
 # Bidirectional layers with at most this many units scan both directions in one block product per step.
+# Measured (forward + backward, batch 100, T = 40, 8 features, float32, 1 thread, best of 5x10, two rounds):
+# gru fused / separate 1.6 / 2.3-2.4 ms at 8 units, 2.6 / 2.8-3.4 at 16, 3.9-4.6 / 3.7-4.5 at 24, 5.7-6.7 /
+# 4.9-5.6 at 32; lstm alike (1.8 / 2.4-2.6, 3.1 / 3.3-3.9, then even or slower).
 FUSE_UNITS = 16
 
 
