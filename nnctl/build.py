@@ -20,6 +20,7 @@ from nnctl.data.mapped import MappedArray, MappedRows
 from nnctl.data.split import fold_indices, split_indices
 from nnctl.data.tabular import TablePreprocessor, fit_table
 from nnctl.data.transforms import Normalizer, merge_stats
+from nnctl.device import CPU, Device, resolve_device
 from nnctl.errors import ConfigError, DataError, NnctlError, keyed
 from nnctl.metrics import Metric, build_metrics
 from nnctl.nn.activations import Softmax
@@ -64,6 +65,9 @@ class Experiment:
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     dataset: Dataset | None = None
     table: TablePreprocessor | None = None  # a table's fitted column types, imputation and levels (checkpoint table/)
+    # Where network, loss, optimizer, penalties and metrics compute; splits stay NumPy on the host and
+    # move to it batch by batch (the trainer's steps, evaluate()).
+    device: Device = CPU
 
     def raw_inputs(self, split: str) -> np.ndarray:
         """A split's inputs as `nnctl predict` takes them (Playground: the 2-D points)."""
@@ -71,10 +75,13 @@ class Experiment:
         return data[self.indices[split]]
 
     def predictions(self, out: np.ndarray) -> np.ndarray:
-        """Class indices, or regression values in the data's original units."""
+        """Class indices, or regression values in the data's original units (on the device of `out`)."""
         pred = self.loss.predict(out)
         if self.task == "regression":
-            pred = pred.astype(np.float64) * self.target_normalizer.scale + self.target_normalizer.shift
+            to_device = self.device.to_device
+            pred = pred.astype(np.float64) * to_device(self.target_normalizer.scale) + to_device(
+                self.target_normalizer.shift
+            )
         return pred
 
     def probabilities(self, out: np.ndarray) -> np.ndarray:
@@ -102,15 +109,17 @@ class Experiment:
         for metric in accumulators:
             metric.reset()
         loss_sum = 0.0
+        to_device = self.device.to_device
         for start in starts:
             rows = slice(start, start + batch_size)
-            out = self.network.forward(data.x[rows], training=False)
-            loss_sum += self.loss.forward(out, data.y[rows]) * len(out)  # batch mean -> sum
+            out = self.network.forward(to_device(data.x[rows]), training=False)
+            loss_sum += self.loss.forward(out, to_device(data.y[rows])) * len(out)  # batch mean -> sum
             self.loss._cache = None
             pred = self.predictions(out)
             proba = self.probabilities(out) if need_proba else None
+            y_true = to_device(data.y_true[rows])
             for metric in accumulators:
-                metric.update(data.y_true[rows], pred, proba)
+                metric.update(y_true, pred, proba)
         if parallel:
             gathered = comm.allgather((loss_sum, [metric.state() for metric in accumulators]))
             loss_sum = 0.0
@@ -200,9 +209,14 @@ def _normalized(x: np.ndarray, idx: np.ndarray, normalizer: Normalizer, dtype) -
 
 
 def build_network(
-    config: BaseModel, input_shape: tuple[int, ...], dtype, table: TablePreprocessor | None = None
+    config: BaseModel,
+    input_shape: tuple[int, ...],
+    dtype,
+    table: TablePreprocessor | None = None,
+    device: Device = CPU,
 ) -> Network:
-    """The config's layers built for `input_shape`; a table's embedded columns size its `category_embedding`."""
+    """The config's layers built for `input_shape` on `device`; a table's embedded columns size its
+    `category_embedding`."""
     layers = []
     for i, spec in enumerate(config.model.layers):
         fields = spec.model_dump()
@@ -222,7 +236,7 @@ def build_network(
             "model",
             "layers",
         )
-    return Network(layers).build(input_shape, rng_for(config.seed, STREAM_INIT), dtype)
+    return Network(layers).build(input_shape, rng_for(config.seed, STREAM_INIT), dtype, device)
 
 
 def embedding_fields(fields: dict, index: int, table: TablePreprocessor | None) -> dict:
@@ -269,8 +283,9 @@ def build_regularization(config: BaseModel, network: Network) -> tuple[list, lis
     """(penalties, constraints): (regularizer, weight view, grad view) and (constraint, weight view) lists.
 
     Global `regularizers:` apply to every layer's weights, a layer's own list to its weights only."""
-    global_regs = [registry.REGULARIZERS.create(spec) for spec in config.regularizers]
-    per_layer = [[registry.REGULARIZERS.create(r) for r in spec.regularizers] for spec in config.model.layers]
+    device = network.device
+    global_regs = [registry.REGULARIZERS.create(spec).to(device) for spec in config.regularizers]
+    per_layer = [[registry.REGULARIZERS.create(r).to(device) for r in spec.regularizers] for spec in config.model.layers]
     penalties, constraints = [], []
     for index, _, w, g in network.penalized():
         for reg in global_regs + per_layer[index]:
@@ -308,9 +323,13 @@ def build_experiment(
     stored: dict[str, dict[str, np.ndarray]] | None = None,
     dataset: Dataset | None = None,
     comm=None,
+    device: str | Device | None = None,
 ) -> Experiment:
     """`stored` holds normalization statistics from a checkpoint ({"norm": ..., "target_norm": ...,
-    "table": ...}) to use instead of fitting them again; `dataset` replaces the config's source (in memory)."""
+    "table": ...}) to use instead of fitting them again; `dataset` replaces the config's source (in memory).
+    `device` (cpu, cuda, cuda:N or a Device) overrides the config's train.device; a missing GPU or CuPy
+    is a ConfigError raised first, before any data is loaded."""
+    device = resolve_device(config.train.device if device is None else device)
     dtype = np.dtype(config.dtype)
     dataset = load_dataset(config, comm) if dataset is None else dataset
     indices = split_rows(config, dataset)
@@ -365,8 +384,8 @@ def build_experiment(
             y = with_sample_weight(y, dataset.sample_weight[idx])
         splits[name] = Split(x, y, y_true)
 
-    network = build_network(config, dataset.sample_shape, dtype, table)
-    loss = registry.LOSSES.create(config.loss)
+    network = build_network(config, dataset.sample_shape, dtype, table, device)
+    loss = registry.LOSSES.create(config.loss).to(device)
     targets = dataset.y.shape[1] if dataset.task != "classification" else 1
     loss.check(network.output_shape, dataset.task, dataset.num_classes, targets)
     weigh_loss(loss, dataset, indices["train"])
@@ -380,11 +399,11 @@ def build_experiment(
         if top >= dataset.num_classes or int(dataset.y.min()) < 0:
             raise DataError(f"class label {top} is out of range for {dataset.num_classes} classes.")
 
-    optimizer = registry.OPTIMIZERS.create(config.optimizer).bind(
+    optimizer = registry.OPTIMIZERS.create(config.optimizer).to(device).bind(
         network.flat_params, network.flat_grads, network.decay_mask()
     )
     penalties, constraints = build_regularization(config, network)
-    metrics = build_metrics(config.metrics, dataset.task, dataset.num_classes)
+    metrics = build_metrics(config.metrics, dataset.task, dataset.num_classes, device)
     if any(m.needs_proba for m in metrics.values()) and not hasattr(loss, "probabilities"):
         needing = ", ".join(c for c, m in metrics.items() if m.needs_proba)
         raise ConfigError(
@@ -419,4 +438,5 @@ def build_experiment(
         loss=loss,
         optimizer=optimizer,
         metrics=metrics,
+        device=device,
     )

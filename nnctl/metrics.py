@@ -4,7 +4,8 @@ A metric keeps only running sums (a K x K confusion matrix, a sum of log-probabi
 sums of residuals), so scoring a split never builds an intermediate array larger than one batch.
 Predictions are class indices for classification and values in the data's original units for
 regression (after undoing any target normalization); `proba` is the (batch, K) class probabilities
-that metrics with `needs_proba` read.
+that metrics with `needs_proba` read. Batches may be device arrays (the metric's `device`): a metric
+reduces them there with `self.xp` and keeps its running sums on the host (Python numbers, NumPy arrays).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from nnctl.device import CPU, Device, OnDevice
 from nnctl.errors import ConfigError
 from nnctl.registry import METRICS, Component, Params
 
 NAN = float("nan")
 
 
-class Metric(Component):
+class Metric(OnDevice, Component):
     """Base class; `column` names the value in metrics.csv and eval (`val_<column>`)."""
 
     task: ClassVar[Literal["classification", "regression", "multilabel"]]
@@ -73,7 +75,7 @@ class Metric(Component):
     def __call__(self, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None = None) -> float:
         """The metric over whole arrays (one batch); classes are inferred when prepare() was not called."""
         if self.task == "classification" and self.num_classes is None:
-            labels = [np.max(a) for a in (y, pred) if len(a)]
+            labels = [self.xp.asarray(a).max() for a in (y, pred) if len(a)]
             width = proba.shape[1] if proba is not None else 0
             self.num_classes = max([int(m) + 1 for m in labels] + [width, 1])
         self.reset()
@@ -85,19 +87,21 @@ class Metric(Component):
 
 
 class ConfusionMatrix:
-    """Streaming K x K counts: rows are true classes, columns predicted classes."""
+    """Streaming K x K counts: rows are true classes, columns predicted classes (on the host; each batch
+    is counted on `device`)."""
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, device: Device = CPU):
         self.num_classes = num_classes
+        self.device = device
         self.reset()
 
     def reset(self) -> None:
         self.counts = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
     def update(self, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None = None) -> None:
-        k = self.num_classes
-        flat = np.asarray(y, dtype=np.int64) * k + np.asarray(pred, dtype=np.int64)
-        self.counts += np.bincount(flat, minlength=k * k).reshape(k, k)
+        k, xp = self.num_classes, self.device.xp
+        flat = xp.asarray(y, dtype=np.int64) * k + xp.asarray(pred, dtype=np.int64)
+        self.counts += self.device.to_host(xp.bincount(flat, minlength=k * k)).reshape(k, k)
 
     def result(self) -> np.ndarray:
         return self.counts.copy()
@@ -131,7 +135,7 @@ class _FromConfusion(Metric):
     task = "classification"
 
     def reset(self) -> None:
-        self.matrix = ConfusionMatrix(self.num_classes or 0)
+        self.matrix = ConfusionMatrix(self.num_classes or 0, self.device)
 
     def update(self, y, pred, proba=None):
         self.matrix.update(y, pred)
@@ -219,11 +223,12 @@ class TopKAccuracy(Metric):
     def update(self, y, pred, proba=None):
         if proba is None:
             raise ValueError("top_k_accuracy needs class probabilities")
-        y = np.asarray(y, dtype=np.int64)
-        true_score = np.take_along_axis(proba, y[:, None], axis=1)  # (B, 1)
+        xp = self.xp
+        y = xp.asarray(y, dtype=np.int64)
+        true_score = xp.take_along_axis(proba, y[:, None], axis=1)  # (B, 1)
         # A hit when fewer than k classes score strictly higher than the true one (ties count for it).
-        above = np.count_nonzero(proba > true_score, axis=1)
-        self.hits += int(np.count_nonzero(above < self.k))
+        above = xp.count_nonzero(proba > true_score, axis=1)
+        self.hits += int(xp.count_nonzero(above < self.k))
         self.count += len(y)
 
     def result(self):
@@ -247,8 +252,9 @@ class LogLoss(Metric):
     def update(self, y, pred, proba=None):
         if proba is None:
             raise ValueError("log_loss needs class probabilities")
-        p = np.take_along_axis(proba, np.asarray(y, dtype=np.int64)[:, None], axis=1)[:, 0]
-        self.total -= float(np.sum(np.log(np.clip(p.astype(np.float64), self.EPS, 1.0))))
+        xp = self.xp
+        p = xp.take_along_axis(proba, xp.asarray(y, dtype=np.int64)[:, None], axis=1)[:, 0]
+        self.total -= float(xp.sum(xp.log(xp.clip(p.astype(np.float64), self.EPS, 1.0))))
         self.count += len(p)
 
     def result(self):
@@ -270,11 +276,12 @@ class _Residuals(Metric):
         self.count, self.squared, self.absolute = 0, 0.0, 0.0
 
     def update(self, y, pred, proba=None):
-        diff = np.asarray(pred, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+        xp = self.xp
+        diff = xp.asarray(pred, dtype=np.float64) - xp.asarray(y, dtype=np.float64)
         flat = diff.reshape(-1)
         self.count += flat.size
         self.squared += float(flat @ flat)
-        self.absolute += float(np.sum(np.abs(flat)))
+        self.absolute += float(xp.sum(xp.abs(flat)))
 
 
 @METRICS.register("mse")
@@ -317,10 +324,12 @@ class R2(Metric):
     def update(self, y, pred, proba=None):
         if len(y) == 0:  # an empty shard
             return
-        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)  # (B, T)
-        pred = np.asarray(pred, dtype=np.float64).reshape(len(y), -1)
+        xp, host = self.xp, self.device.to_host
+        y = xp.asarray(y, dtype=np.float64).reshape(len(y), -1)  # (B, T)
+        pred = xp.asarray(pred, dtype=np.float64).reshape(len(y), -1)
         mean_b = y.mean(axis=0)
-        self._combine(len(y), mean_b, ((y - mean_b) ** 2).sum(axis=0), ((y - pred) ** 2).sum(axis=0))
+        m2_b, res = ((y - mean_b) ** 2).sum(axis=0), ((y - pred) ** 2).sum(axis=0)
+        self._combine(len(y), host(mean_b), host(m2_b), host(res))  # (T,) sums, kept on the host
 
     def _combine(self, b, mean_b, m2_b, res) -> None:
         """Chan's pairwise update with a part of b samples (its mean, squared deviations, squared residuals)."""
@@ -371,7 +380,7 @@ class LabelAccuracy(_Labels):
     """Fraction of (sample, label) pairs predicted right (1 - Hamming loss)."""
 
     def update(self, y, pred, proba=None):
-        right = np.asarray(y).astype(np.int64) == np.asarray(pred)
+        right = self.xp.asarray(y).astype(np.int64) == self.xp.asarray(pred)
         self.count += right.size
         self.hits += int(right.sum())
 
@@ -381,7 +390,7 @@ class SubsetAccuracy(_Labels):
     """Fraction of samples with every label right (scikit-learn's accuracy_score on multilabel data)."""
 
     def update(self, y, pred, proba=None):
-        right = np.all(np.asarray(y).astype(np.int64) == np.asarray(pred), axis=1)
+        right = self.xp.all(self.xp.asarray(y).astype(np.int64) == self.xp.asarray(pred), axis=1)
         self.count += len(right)
         self.hits += int(right.sum())
 
@@ -393,12 +402,12 @@ DEFAULT_METRICS = {
 }
 
 
-def build_metrics(specs: list, task: str, num_classes: int | None) -> dict[str, Metric]:
+def build_metrics(specs: list, task: str, num_classes: int | None, device: Device = CPU) -> dict[str, Metric]:
     """Metric objects keyed by column from config specs (or names); the task's defaults when empty."""
     specs = list(specs) or DEFAULT_METRICS[task]
     metrics: dict[str, Metric] = {}
     for spec in specs:
-        metric = METRICS.create({"type": spec} if isinstance(spec, str) else spec)
+        metric = METRICS.create({"type": spec} if isinstance(spec, str) else spec).to(device)
         metrics[metric.column] = metric.prepare(task, num_classes)
     return metrics
 

@@ -59,9 +59,11 @@ def resume_training(
     allow_plugins: bool = False,
     comm=None,
     notify=None,
+    device: str | None = None,
 ) -> TrainResult:
     """Continue a run from checkpoints/last.npz in the same directory, exactly as if never stopped.
-    A run that already completed is left as it is (a result saying so, not an error).
+    A run that already completed is left as it is (a result saying so, not an error). `device` (--device)
+    continues on another device than the config's train.device: checkpoints are NumPy either way.
 
     Under MPI every rank reads the run directory (a shared file system across machines); rank 0 holds
     its lock; a run continued on another number of workers than it was trained on says so through `notify`."""
@@ -85,7 +87,7 @@ def resume_training(
         if done is not None:
             return None, None, state, opened.path, done
         check_config_unchanged(opened)
-        experiment = opened.experiment(with_optimizer=True, comm=comm)
+        experiment = opened.experiment(with_optimizer=True, comm=comm, device=device)
         check_workers(experiment, comm.size)
         resume = Resume(state, seconds=float(opened.run.read_summary().get("seconds") or 0.0))
         best_epoch = (state.get("best") or {}).get("epoch")

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from nnctl import registry
+from nnctl.device import device_name
 from nnctl.registry import Params as Section
 
 # Where a union of components sits in the config, and which registry names its members.
@@ -135,6 +136,19 @@ Threads = Annotated[
 ]
 
 
+def _device(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be cpu, cuda or cuda:N, got {value!r}")
+    return device_name(value)
+
+
+DeviceName = Annotated[
+    Any,
+    PlainValidator(_device),
+    WithJsonSchema({"anyOf": [{"enum": ["cpu", "cuda"]}, {"type": "string", "pattern": "^cuda:[0-9]+$"}]}),
+]
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, description="Samples per mini-batch (the last batch may be smaller).")
@@ -158,6 +172,19 @@ class TrainConfig(Section):
         description="BLAS threads: auto (one for small models, all cores for large ones, fewer when the machine "
         "is busy; never more than OPENBLAS_NUM_THREADS if set) or a number. Needs threadpoolctl (nnctl[speed]).",
     )
+    device: DeviceName = Field(
+        "cpu",
+        description="Where training runs: cpu, or cuda / cuda:N (GPU N) through CuPy (extra nnctl[gpu]). "
+        "Checkpoints are NumPy either way: eval, predict, export and --resume run on any device.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_device(self, handler):
+        # A CPU run resolves (and checkpoints) exactly as before the device key existed.
+        out = handler(self)
+        if self.device == "cpu":
+            out.pop("device", None)
+        return out
 
 
 class OutputConfig(Section):

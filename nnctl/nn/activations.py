@@ -46,7 +46,7 @@ class Sigmoid(Activation):
 
     def f(self, x):
         # Written through tanh: never overflows, unlike 1 / (1 + exp(-x)) for large negative x.
-        y = np.tanh(x * 0.5)
+        y = self.xp.tanh(x * 0.5)
         y *= 0.5
         y += 0.5
         return y
@@ -60,11 +60,11 @@ class Tanh(Activation):
     """y = tanh(x); zero-centred, but saturates like sigmoid (slope at most 1)."""
 
     def f(self, x):
-        return np.tanh(x)
+        return self.xp.tanh(x)
 
     def df(self, x, y, dy):
         d = y * y
-        np.subtract(1, d, out=d)
+        self.xp.subtract(1, d, out=d)
         d *= dy
         return d
 
@@ -74,7 +74,7 @@ class ReLU(Activation):
     """y = max(x, 0); no saturation for x > 0, but units stuck at x < 0 stop learning ("dying ReLU")."""
 
     def f(self, x):
-        return np.maximum(x, 0)
+        return self.xp.maximum(x, 0)
 
     def df(self, x, y, dy):
         return dy * (y > 0)
@@ -88,10 +88,10 @@ class LeakyReLU(Activation):
         alpha: float = Field(0.01, ge=0, lt=1, description="Slope for x < 0.")
 
     def f(self, x):
-        return np.where(x > 0, x, x * self.alpha)
+        return self.xp.where(x > 0, x, x * self.alpha)
 
     def df(self, x, y, dy):
-        return np.where(x > 0, dy, dy * self.alpha)
+        return self.xp.where(x > 0, dy, dy * self.alpha)
 
 
 @LAYERS.register("elu")
@@ -102,10 +102,10 @@ class ELU(Activation):
         alpha: float = Field(1.0, gt=0, description="Value approached for x -> -inf is -alpha.")
 
     def f(self, x):
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        return self.xp.where(x > 0, x, self.alpha * self.xp.expm1(self.xp.minimum(x, 0)))
 
     def df(self, x, y, dy):
-        return np.where(x > 0, dy, dy * (y + self.alpha))
+        return self.xp.where(x > 0, dy, dy * (y + self.alpha))
 
 
 _GELU_C = np.sqrt(2.0 / np.pi)
@@ -117,7 +117,7 @@ class GELU(Activation):
 
     def forward(self, x, *, training):
         c = x.dtype.type(_GELU_C)
-        t = np.tanh(c * (x + 0.044715 * x * x * x))
+        t = self.xp.tanh(c * (x + 0.044715 * x * x * x))
         y = 0.5 * x * (1 + t)
         if training:
             self._cache = (x, t)
@@ -136,7 +136,7 @@ class Softmax(Activation):
 
     def f(self, x):
         z = x - x.max(axis=-1, keepdims=True)
-        np.exp(z, out=z)
+        self.xp.exp(z, out=z)
         z /= z.sum(axis=-1, keepdims=True)
         return z
 

@@ -31,7 +31,7 @@ class Dense(Layer):
         bias_init: float = Field(0.0, description="Initial value of every bias (the TensorFlow Playground uses 0.1).")
 
     def setup(self):
-        self._ones = np.ones(0)
+        self._ones = None
         act = self.activation
         self.activation = LAYERS.get(act).component() if act and act != "linear" else None
 
@@ -41,14 +41,14 @@ class Dense(Layer):
         if self.use_bias:
             self._param("bias", np.full(self.units, self.bias_init))
         if self.activation is not None:
-            self.activation.build((self.units,), rng, self.dtype)
+            self.activation.build((self.units,), rng, self.dtype, self.device)
         return (self.units,)
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
-        z = np.dot(x, self.params["weight"])  # (N, units)
+        z = self.xp.dot(x, self.params["weight"])  # (N, units)
         if self.use_bias:
             # Small arrays: a fresh result is cheaper than an in-place broadcast (overlap checks).
-            z = z + self.params["bias"] if z.size <= 4096 else np.add(z, self.params["bias"], out=z)
+            z = z + self.params["bias"] if z.size <= 4096 else self.xp.add(z, self.params["bias"], out=z)
         if training:
             self._cache = x
         if self.activation is not None:
@@ -59,15 +59,15 @@ class Dense(Layer):
         x = self._take_cache()
         if self.activation is not None:
             dy = self.activation.backward(dy)
-        np.dot(x.T, dy, out=self.grads["weight"])
+        self.xp.dot(x.T, dy, out=self.grads["weight"])
         if self.use_bias:
             # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
-            if len(self._ones) != len(dy):
-                self._ones = np.ones(len(dy), dtype=dy.dtype)
-            np.dot(self._ones, dy, out=self.grads["bias"])
+            if self._ones is None or len(self._ones) != len(dy):
+                self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
+            self.xp.dot(self._ones, dy, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None  # type: ignore[return-value]
-        return np.dot(dy, self.params["weight"].T)
+        return self.xp.dot(dy, self.params["weight"].T)
 
     def describe(self) -> str:
         return f"dense({self.units}{', ' + self.activation.name if self.activation else ''})"

@@ -29,8 +29,9 @@ class Dropout(Layer):
             if training:
                 self._cache = None, True
             return x
+        # Drawn on the host from the epoch's Generator and moved: the same masks on every device.
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
-        mask = keep * x.dtype.type(1 / (1 - self.rate))  # scaled now, so eval needs no rescaling
+        mask = self.device.to_device(keep * x.dtype.type(1 / (1 - self.rate)))  # scaled now: eval needs no rescaling
         self._cache = mask, False
         return x * mask
 
@@ -55,9 +56,8 @@ class GaussianNoise(Layer):
         if training:
             self._cache = True
             if self.std > 0:
-                return x + self.rng.standard_normal(x.shape, dtype=np.float32).astype(
-                    x.dtype, copy=False
-                ) * x.dtype.type(self.std)
+                noise = self.rng.standard_normal(x.shape, dtype=np.float32).astype(x.dtype, copy=False)
+                return x + self.device.to_device(noise * x.dtype.type(self.std))  # host draws: same on every device
         return x
 
     def backward(self, dy):

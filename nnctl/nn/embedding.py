@@ -11,27 +11,30 @@ from nnctl.nn.layer import Layer
 from nnctl.registry import LAYERS, Params
 
 
-def token_ids(x: np.ndarray, vocab_size: int, layer: str, what: str, fix: str) -> np.ndarray:
+def token_ids(x: np.ndarray, vocab_size: int, layer: str, what: str, fix: str, xp=np) -> np.ndarray:
     """x (floats holding whole numbers) as integer ids; DataError (ending with `fix`) for one outside
-    0..vocab_size-1 or a fraction."""
-    ids = np.rint(x).astype(np.intp)
-    off = np.abs(x - ids) > 1e-3  # whole numbers (up to rounding noise)
+    0..vocab_size-1 or a fraction. `xp`: the array module of x's device."""
+    ids = xp.rint(x).astype(np.intp)
+    off = xp.abs(x - ids) > 1e-3  # whole numbers (up to rounding noise)
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size or off.any()):
-        bad = x[(ids < 0) | (ids >= vocab_size) | off][0]
+        bad = float(x[(ids < 0) | (ids >= vocab_size) | off][0])
         raise DataError(f"{layer}: input {bad!r} is not a {what} id in 0..{vocab_size - 1}. {fix}")
     return ids
 
 
-def sum_rows(grad: np.ndarray, ids: np.ndarray, dy: np.ndarray) -> None:
-    """grad[i] = the sum of the rows of dy (M, dim) whose id is i, 0 for ids not present (assigned in place)."""
+def sum_rows(grad: np.ndarray, ids: np.ndarray, dy: np.ndarray, xp=np) -> None:
+    """grad[i] = the sum of the rows of dy (M, dim) whose id is i, 0 for ids not present (assigned in place).
+    `xp`: the array module of the arrays' device."""
     grad[...] = 0
     # Sort once, then one reduceat (np.add.at is many times slower).
     flat = ids.reshape(-1)
-    order = np.argsort(flat, kind="stable")
+    order = xp.argsort(flat, kind="stable")
     sorted_ids = flat[order]
     if sorted_ids.size:
-        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        grad[sorted_ids[starts]] = np.add.reduceat(dy[order], starts, axis=0)
+        first = xp.ones(sorted_ids.shape, dtype=bool)  # where a run of equal ids starts
+        first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+        starts = xp.flatnonzero(first)
+        grad[sorted_ids[starts]] = xp.add.reduceat(dy[order], starts, axis=0)
 
 
 @LAYERS.register("embedding")
@@ -65,21 +68,22 @@ class Embedding(Layer):
             "token",
             "Token data must be whole numbers below vocab_size; set data.normalize: none (normalization turns ids "
             "into fractions) or raise vocab_size.",
+            self.xp,
         )
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         ids = self._ids(x)
-        y = np.take(self.params["weight"], ids, axis=0)  # (N, T, dim)
+        y = self.xp.take(self.params["weight"], ids, axis=0)  # (N, T, dim)
         if training:
             self._cache = (ids, x.shape)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         ids, shape = self._take_cache()
-        sum_rows(self.grads["weight"], ids, dy.reshape(-1, self.dim))
+        sum_rows(self.grads["weight"], ids, dy.reshape(-1, self.dim), self.xp)
         if not self.needs_input_grad:
             return None  # type: ignore[return-value]
-        return np.zeros(shape, dtype=dy.dtype)
+        return self.xp.zeros(shape, dtype=dy.dtype)
 
     def describe(self) -> str:
         return f"embedding({self.vocab_size} -> {self.dim})"
@@ -131,23 +135,23 @@ class CategoryEmbedding(Layer):
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         fix = "The ids come from the table's encoding: embedding columns; feed the run raw rows (nnctl predict)."
         ids = [
-            token_ids(x[:, self.plain + j], size, "category_embedding", "category", fix)
+            token_ids(x[:, self.plain + j], size, "category_embedding", "category", fix, self.xp)
             for j, size in enumerate(self.vocab_sizes)
         ]
-        vectors = [np.take(self.params[f"weight_{j}"], i, axis=0) for j, i in enumerate(ids)]  # (N, dim_j) each
+        vectors = [self.xp.take(self.params[f"weight_{j}"], i, axis=0) for j, i in enumerate(ids)]  # (N, dim_j) each
         if training:
             self._cache = (ids, x.shape)
-        return np.concatenate([x[:, : self.plain], *vectors], axis=1)  # (N, plain + sum(dims))
+        return self.xp.concatenate([x[:, : self.plain], *vectors], axis=1)  # (N, plain + sum(dims))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         ids, shape = self._take_cache()
         start = self.plain
         for j, dim in enumerate(self.dims):
-            sum_rows(self.grads[f"weight_{j}"], ids[j], dy[:, start : start + dim])
+            sum_rows(self.grads[f"weight_{j}"], ids[j], dy[:, start : start + dim], self.xp)
             start += dim
         if not self.needs_input_grad:
             return None  # type: ignore[return-value]
-        dx = np.zeros(shape, dtype=dy.dtype)
+        dx = self.xp.zeros(shape, dtype=dy.dtype)
         dx[:, : self.plain] = dy[:, : self.plain]  # ids are not differentiable
         return dx
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.device import Device, OnDevice
 from nnctl.errors import ConfigError
 from nnctl.registry import Component
 
 
-class Layer(Component):
+class Layer(OnDevice, Component):
     """Base layer. Subclasses fill `params` in build() and write `grads` (same keys) in backward().
 
     Hyper-parameters follow the registry's Component convention: declared once in `Params`, set as
@@ -19,6 +20,7 @@ class Layer(Component):
     Contract: shapes exclude the batch axis; `backward` assigns gradients (it never accumulates)
     and needs the cache of a training forward; the network may replace `params`/`grads` entries
     with views into flat buffers, so layers update them in place (`out=`, `[...] =`), never rebind.
+    Arrays live on `self.device` (given at build): array functions come from `self.xp`, never `np`.
     """
 
     # Set to False by the network for its first layer: nobody needs the gradient w.r.t. the data.
@@ -43,8 +45,15 @@ class Layer(Component):
     def name(self) -> str:
         return getattr(self, "registered_name", type(self).__name__.lower())
 
-    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> tuple[int, ...]:
-        """Create parameters for inputs of `input_shape`; return the output shape."""
+    def build(
+        self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32, device: Device | None = None
+    ) -> tuple[int, ...]:
+        """Create parameters (on `device`, default the CPU) for inputs of `input_shape`; return the output shape.
+
+        Initial values are drawn on the host from `rng` and moved, so a network starts from the same
+        weights on every device."""
+        if device is not None:
+            self.device = device
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.output_shape = self._build(self.input_shape, rng)
@@ -79,8 +88,13 @@ class Layer(Component):
         return self.name
 
     def _param(self, key: str, value: np.ndarray) -> None:
-        self.params[key] = np.ascontiguousarray(value, dtype=self.dtype)
-        self.grads[key] = np.zeros_like(self.params[key])
+        """A parameter from host values (drawn from the build's rng), moved to the device, and its gradient."""
+        self.params[key] = self.device.to_device(np.ascontiguousarray(value, dtype=self.dtype))
+        self.grads[key] = self.xp.zeros_like(self.params[key])
+
+    def _buffer(self, key: str, value: np.ndarray) -> None:
+        """Non-trainable state (checkpointed) from host values, moved to the device (a copy: its own memory)."""
+        self.buffers[key] = self.device.to_device(np.array(value))
 
 
 def require_flat(layer: Layer, input_shape: tuple[int, ...]) -> int:

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, PositiveFloat, model_serializer
 
+from nnctl.device import OnDevice
 from nnctl.errors import ConfigError
 from nnctl.registry import LOSSES, Component, Params
 
@@ -39,7 +40,7 @@ def weigh_loss(loss, dataset, train: np.ndarray) -> None:
         loss.fit_class_weight(dataset.y[train], dataset.class_names, dataset.num_classes)
 
 
-class Loss(Component):
+class Loss(OnDevice, Component):
     task: Literal["classification", "regression"] = "regression"
     _cache: object = None
     sample_weighted = False  # set by build when the data have a sample_weight column (see with_sample_weight)
@@ -52,11 +53,10 @@ class Loss(Component):
             return y[:, 0].astype(np.int64), y[:, -1]
         return y[:, :-1], y[:, -1]
 
-    @staticmethod
-    def _normalized(w: np.ndarray, dtype) -> np.ndarray:
+    def _normalized(self, w: np.ndarray, dtype) -> np.ndarray:
         """w / sum(w), so the weighted loss is sum(w l) / sum(w) (PyTorch's weighted mean); all zero: zeros."""
-        total = float(np.sum(w))
-        return (w / total if total > 0 else np.zeros_like(w)).astype(dtype, copy=False)
+        total = float(w.sum())
+        return (w / total if total > 0 else self.xp.zeros_like(w)).astype(dtype, copy=False)
 
     @property
     def name(self) -> str:
@@ -68,7 +68,8 @@ class Loss(Component):
 
     def batch_weight(self, y: np.ndarray) -> float:
         """sum(w) of a batch: what forward() divides the weighted sum of the losses by (its length unweighted).
-        Data-parallel ranks weigh their gradients by their slice's share of the global batch's weight."""
+        Data-parallel ranks weigh their gradients by their slice's share of the global batch's weight.
+        On the host: it reads the trainer's NumPy targets before the batch moves to the device."""
         labels, w = self._split_weight(y)
         w = np.ones(len(labels)) if w is None else w.astype(np.float64)
         class_weights = getattr(self, "weights", None)
@@ -123,7 +124,7 @@ class _Regression(Loss):
         # Weighted: L = sum_i w_i mean_t(e_it) / sum_i w_i, with e the loss of each value.
         share = self._normalized(w, diff.dtype)[:, None] / diff.dtype.type(diff[0].size)  # (N, 1)
         self._cache = (diff, share)
-        return float(np.sum(self._elements(diff) * share))
+        return float(self.xp.sum(self._elements(diff) * share))
 
     def backward(self):
         cache = self._take_cache()
@@ -156,16 +157,16 @@ class MAE(_Regression):
     """L = mean(|out - y|); robust to outliers, constant-size gradients."""
 
     def _value(self, diff):
-        return float(np.mean(np.abs(diff)))
+        return float(self.xp.mean(self.xp.abs(diff)))
 
     def _backward(self, diff):
-        return np.sign(diff) * diff.dtype.type(1.0 / diff.size)
+        return self.xp.sign(diff) * diff.dtype.type(1.0 / diff.size)
 
     def _elements(self, diff):
-        return np.abs(diff)
+        return self.xp.abs(diff)
 
     def _element_grad(self, diff):
-        return np.sign(diff)
+        return self.xp.sign(diff)
 
 
 @LOSSES.register("huber")
@@ -176,17 +177,17 @@ class Huber(_Regression):
         delta: float = Field(1.0, gt=0, description="Where the quadratic part turns linear.")
 
     def _value(self, diff):
-        return float(np.mean(self._elements(diff)))
+        return float(self.xp.mean(self._elements(diff)))
 
     def _backward(self, diff):
-        return np.clip(diff, -self.delta, self.delta) * diff.dtype.type(1.0 / diff.size)
+        return self.xp.clip(diff, -self.delta, self.delta) * diff.dtype.type(1.0 / diff.size)
 
     def _elements(self, diff):
-        a = np.abs(diff)
-        return np.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))
+        a = self.xp.abs(diff)
+        return self.xp.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))
 
     def _element_grad(self, diff):
-        return np.clip(diff, -self.delta, self.delta)
+        return self.xp.clip(diff, -self.delta, self.delta)
 
 
 ClassWeight = Literal["balanced"] | dict[str, PositiveFloat] | None
@@ -223,7 +224,7 @@ class _Classification(Loss):
             return
         if self.class_weight == "balanced":
             counts = np.bincount(y_train, minlength=num_classes).astype(np.float64)
-            self.weights = len(y_train) / (num_classes * np.maximum(counts, 1.0))
+            self.weights = len(y_train) / (num_classes * self.xp.maximum(counts, 1.0))
             return
         names = class_names or [str(k) for k in range(num_classes)]
         unknown = [c for c in self.class_weight if c not in names]
@@ -240,9 +241,10 @@ class _Classification(Loss):
     def _row_weights(self, y: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
         """(labels, w_i / sum(w)) with w_i = class weight of y_i times the row's sample weight."""
         labels, w = self._split_weight(y)
-        w = np.ones(len(labels)) if w is None else w.astype(np.float64)
-        if self.weights is not None:
-            w = w * self.weights[labels]
+        xp = self.xp
+        w = xp.ones(len(labels)) if w is None else w.astype(np.float64)
+        if self.weights is not None:  # K host values: moving them costs nothing next to the batch
+            w = w * self.device.to_device(self.weights)[labels]
         return labels, self._normalized(w, dtype)
 
 
@@ -278,13 +280,13 @@ class BinaryCrossEntropy(_Classification):
         if self.weighted:
             y, share = self._row_weights(y, out.dtype)
         t = y.astype(out.dtype)
-        loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        loss = self.xp.maximum(z, 0) - z * t + self.xp.log1p(self.xp.exp(-self.xp.abs(z)))
         self._cache = (z, t, share)
-        return float(np.mean(loss)) if share is None else float(loss @ share)
+        return float(self.xp.mean(loss)) if share is None else float(loss @ share)
 
     def backward(self):
         z, t, share = self._take_cache()
-        p = 0.5 * np.tanh(0.5 * z) + 0.5  # sigmoid(z)
+        p = 0.5 * self.xp.tanh(0.5 * z) + 0.5  # sigmoid(z)
         if z.ndim == 2:  # multilabel: share is (N, 1), or None for the plain mean over N * T
             return (p - t) * (z.dtype.type(1.0 / z.size) if share is None else share)
         return ((p - t) * (z.dtype.type(1.0 / len(z)) if share is None else share))[:, None]
@@ -293,16 +295,16 @@ class BinaryCrossEntropy(_Classification):
         """L = sum_i w_i mean_t(softplus(z_it) - y_it z_it) / sum_i w_i (w = 1 without sample weights)."""
         t, w = self._split_weight(y)
         t = t.astype(out.dtype)
-        loss = np.maximum(out, 0) - out * t + np.log1p(np.exp(-np.abs(out)))  # (N, T)
+        loss = self.xp.maximum(out, 0) - out * t + self.xp.log1p(self.xp.exp(-self.xp.abs(out)))  # (N, T)
         share = None if w is None else self._normalized(w, out.dtype)[:, None] / out.dtype.type(out.shape[1])
         self._cache = (out, t, share)
-        return float(np.mean(loss)) if share is None else float(np.sum(loss * share))
+        return float(self.xp.mean(loss)) if share is None else float(self.xp.sum(loss * share))
 
     def probabilities(self, out):
         if self.multilabel:
-            return 0.5 * np.tanh(0.5 * out) + 0.5  # (N, T): each label's own probability
-        p1 = 0.5 * np.tanh(0.5 * out[:, 0]) + 0.5
-        return np.stack([1 - p1, p1], axis=1)
+            return 0.5 * self.xp.tanh(0.5 * out) + 0.5  # (N, T): each label's own probability
+        p1 = 0.5 * self.xp.tanh(0.5 * out[:, 0]) + 0.5
+        return self.xp.stack([1 - p1, p1], axis=1)
 
     def predict(self, out):
         if self.multilabel:
@@ -325,15 +327,16 @@ class CrossEntropy(_Classification):
     def forward(self, out, y):
         if self.weighted:
             return self._weighted_forward(out, y)
-        z = out - np.maximum.reduce(out, axis=1, keepdims=True)
-        rows = np.arange(len(y))
+        xp = self.xp
+        z = out - out.max(axis=1, keepdims=True)
+        rows = xp.arange(len(y))
         picked = z[rows, y]
-        np.exp(z, out=z)
-        total = np.add.reduce(z, axis=1)
+        xp.exp(z, out=z)
+        total = z.sum(axis=1)
         z /= total[:, None]  # probabilities, kept for backward
         self._cache = (z, y, rows)
-        np.log(total, out=total)
-        return float(np.add.reduce(total) - np.add.reduce(picked)) / len(y)  # mean(log-sum-exp - true logit)
+        xp.log(total, out=total)
+        return float(total.sum() - picked.sum()) / len(y)  # mean(log-sum-exp - true logit)
 
     def backward(self):
         cache = self._take_cache()
@@ -348,20 +351,21 @@ class CrossEntropy(_Classification):
 
     def _weighted_forward(self, out, y):
         """L = sum_i w_i (-log softmax(z_i)_{y_i}) / sum_i w_i."""
+        xp = self.xp
         y, share = self._row_weights(y, out.dtype)
-        z = out - np.maximum.reduce(out, axis=1, keepdims=True)
-        rows = np.arange(len(y))
+        z = out - out.max(axis=1, keepdims=True)
+        rows = xp.arange(len(y))
         picked = z[rows, y]
-        np.exp(z, out=z)
-        total = np.add.reduce(z, axis=1)
+        xp.exp(z, out=z)
+        total = z.sum(axis=1)
         z /= total[:, None]
         self._cache = (z, y, rows, share)
-        return float((np.log(total) - picked) @ share)
+        return float((xp.log(total) - picked) @ share)
 
     def probabilities(self, out):
         z = out - out.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
+        self.xp.exp(z, out=z)
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, out):
-        return np.argmax(out, axis=1)
+        return self.xp.argmax(out, axis=1)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from nnctl.device import CPU, Device
 from nnctl.errors import ConfigError
 from nnctl.nn.layer import Layer
 from nnctl.rng import rng_for
@@ -29,22 +30,33 @@ def _slots(layer: Layer, prefix: str) -> Iterator[tuple[str, Layer, str]]:
 class Network:
     """Layers applied in order. After build, all parameters live in one flat buffer (and all
     gradients in another), and each layer holds views into them: an optimizer step is a few
-    vector operations over the whole model instead of a Python loop over arrays."""
+    vector operations over the whole model instead of a Python loop over arrays.
+
+    Every array lives on `device` (given at build, default the CPU): `forward`/`backward` take and
+    return device arrays; `predict`, `host_params` and `host_buffers` are the boundary to NumPy."""
 
     def __init__(self, layers: list[Layer]):
         self.layers = layers
         self.input_shape: tuple[int, ...] = ()
         self.output_shape: tuple[int, ...] = ()
         self.param_slices: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.device: Device = CPU
         self.flat_params = np.zeros(0)
         self.flat_grads = np.zeros(0)
 
-    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> Network:
+    @property
+    def xp(self):
+        return self.device.xp
+
+    def build(
+        self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32, device: Device | None = None
+    ) -> Network:
+        self.device = device or CPU
         self.input_shape = tuple(input_shape)
         shape = self.input_shape
         for i, layer in enumerate(self.layers):
             try:
-                shape = layer.build(shape, rng, dtype)
+                shape = layer.build(shape, rng, dtype, self.device)
             except ConfigError as exc:
                 raise ConfigError(f"model.layers[{i}] ({layer.name}): {exc}") from None
             except (MemoryError, ValueError, OverflowError) as exc:  # e.g. units: 1000000000000
@@ -69,8 +81,8 @@ class Network:
             (name, owner, key) for i, layer in enumerate(self.layers) for name, owner, key in _slots(layer, f"{i}.")
         ]
         total = sum(owner.params[key].size for _, owner, key in slots)
-        self.flat_params = np.zeros(total, dtype=dtype)
-        self.flat_grads = np.zeros(total, dtype=dtype)
+        self.flat_params = self.xp.zeros(total, dtype=dtype)
+        self.flat_grads = self.xp.zeros(total, dtype=dtype)
         offset = 0
         for name, owner, key in slots:
             value = owner.params[key]
@@ -96,15 +108,25 @@ class Network:
                 layer.rng = rng_for(seed, stream, epoch, k, *more)
 
     def named_buffers(self) -> dict[str, np.ndarray]:
+        """The layers' buffers by dotted name: the device arrays themselves (views that update in place)."""
         return {f"{prefix}{key}": value for prefix, layer in self.all_layers() for key, value in layer.buffers.items()}
 
+    def host_buffers(self) -> dict[str, np.ndarray]:
+        """Copies of the buffers as NumPy arrays (what a checkpoint stores)."""
+        return {name: self.device.to_host(value).copy() for name, value in self.named_buffers().items()}
+
+    def host_params(self) -> np.ndarray:
+        """A NumPy copy of the flat parameter buffer."""
+        return self.device.to_host(self.flat_params).copy()
+
     def load_buffers(self, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+        """Set every buffer from `arrays` (host or device arrays, by dotted name)."""
         for prefix, layer in self.all_layers():
             for key, value in layer.buffers.items():
                 name = f"{prefix}{key}"
                 if name not in arrays or arrays[name].shape != value.shape:
                     raise ConfigError(f"{source} has no state '{name}' of shape {value.shape} for this network.")
-                value[...] = arrays[name]
+                value[...] = self.device.to_device(arrays[name])
 
     def penalized(self) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
         """(top-level layer index, dotted name, param view, grad view) for every penalized parameter."""
@@ -117,7 +139,7 @@ class Network:
 
     def decay_mask(self) -> np.ndarray:
         """1 for flat-buffer entries of penalized parameters (weights), 0 elsewhere (biases, norm scales)."""
-        mask = np.zeros_like(self.flat_params)
+        mask = self.xp.zeros_like(self.flat_params)
         for _, name, _, _ in self.penalized():
             offset, shape = self.param_slices[name]
             mask[offset : offset + int(np.prod(shape))] = 1
@@ -133,10 +155,15 @@ class Network:
             dy = layer.backward(dy)
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Forward in eval mode, in batches so memory stays bounded."""
+        """Forward in eval mode on host inputs, in batches so memory stays bounded; a NumPy array out
+        (each batch moved to the device and its output back)."""
         if len(x) == 0:
             return np.zeros((0,) + self.output_shape, dtype=self.flat_params.dtype)
-        parts = [self.forward(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+        dev = self.device
+        parts = [
+            dev.to_host(self.forward(dev.to_device(x[i : i + batch_size]), training=False))
+            for i in range(0, len(x), batch_size)
+        ]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     # --- named parameters (shared by optimizer state and checkpoints) ---
@@ -158,7 +185,7 @@ class Network:
             value = arrays[name]
             if value.shape != shape:
                 raise ConfigError(f"{source}: parameter {name} has shape {value.shape}, the network needs {shape}.")
-            self.flat_params[offset : offset + value.size] = value.ravel()
+            self.flat_params[offset : offset + value.size] = self.device.to_device(value.ravel())
 
     @property
     def param_count(self) -> int:

@@ -53,8 +53,8 @@ class _Affine(Layer):
 
     def _affine_backward(self, dy: np.ndarray, xhat: np.ndarray) -> np.ndarray:
         dy3 = self._view(dy)
-        np.sum(dy3 * xhat, axis=(0, 2), out=self.grads["gamma"])
-        np.sum(dy3, axis=(0, 2), out=self.grads["beta"])
+        self.xp.sum(dy3 * xhat, axis=(0, 2), out=self.grads["gamma"])
+        self.xp.sum(dy3, axis=(0, 2), out=self.grads["beta"])
         return dy3 * self.params["gamma"][:, None]  # d loss / d x_hat
 
 
@@ -85,8 +85,8 @@ class BatchNorm(_Affine):
     def _build(self, input_shape, rng):
         channels = _check_rank(self, input_shape)
         self._affine_params(channels)
-        self.buffers["running_mean"] = np.zeros(channels, dtype=self.dtype)
-        self.buffers["running_var"] = np.ones(channels, dtype=self.dtype)
+        self._buffer("running_mean", np.zeros(channels, dtype=self.dtype))
+        self._buffer("running_var", np.ones(channels, dtype=self.dtype))
         return input_shape
 
     def _synced(self) -> bool:
@@ -104,7 +104,7 @@ class BatchNorm(_Affine):
         """Mean and (biased) variance over the global batch: sums and count, then squared deviations, summed
         over the ranks in float64 (two passes, as the one-process statistics)."""
         channels, local = x3.shape[1], x3.shape[0] * x3.shape[2]
-        buf = np.empty(channels + 1)
+        buf = self.xp.empty(channels + 1)
         buf[:channels] = x3.sum(axis=(0, 2), dtype=np.float64)
         buf[channels] = local
         self.comm.allreduce(buf)
@@ -123,7 +123,7 @@ class BatchNorm(_Affine):
         self.buffers["running_var"][...] = m * self.buffers["running_var"] + (1 - m) * unbiased
 
     def _eval_xhat(self, x3: np.ndarray) -> np.ndarray:
-        inv = 1 / np.sqrt(self.buffers["running_var"] + self.dtype.type(self.eps))
+        inv = 1 / self.xp.sqrt(self.buffers["running_var"] + self.dtype.type(self.eps))
         return (x3 - self.buffers["running_mean"][:, None]) * inv[:, None]
 
     def forward(self, x, *, training):
@@ -131,7 +131,7 @@ class BatchNorm(_Affine):
         if not training:
             return self._scale_shift(self._eval_xhat(x3), x.shape)
         mean, var, xc = self._batch_stats(x3)
-        inv = 1 / np.sqrt(var + self.dtype.type(self.eps))
+        inv = 1 / self.xp.sqrt(var + self.dtype.type(self.eps))
         xhat = xc * inv[:, None]
         self._update_running(mean, var, int(self._counts[1]) if self._synced() else x3.shape[0] * x3.shape[2])
         self._cache = (xhat, inv[:, None])
@@ -153,13 +153,13 @@ class BatchNorm(_Affine):
         w = getattr(self.comm, "share", None)
         w = local / count if w is None else w
         channels = dxhat.shape[1]
-        buf = np.empty(2 * channels)
+        buf = self.xp.empty(2 * channels)
         buf[:channels] = dxhat.sum(axis=(0, 2), dtype=np.float64)
         buf[channels:] = (dxhat * xhat).sum(axis=(0, 2), dtype=np.float64)
         buf *= w
         self.comm.allreduce(buf)
         if w == 0:  # this rank's samples weigh nothing in the loss: its gradients are not used
-            return np.zeros_like(dxhat)
+            return self.xp.zeros_like(dxhat)
         buf /= w
         total = buf[:channels, None].astype(self.dtype)
         proj = buf[channels:, None].astype(self.dtype)
@@ -189,7 +189,7 @@ class BatchRenorm(BatchNorm):
 
     def _build(self, input_shape, rng):
         shape = super()._build(input_shape, rng)
-        self.buffers["steps"] = np.zeros(1, dtype=np.float64)  # counts training steps for the warm-up
+        self._buffer("steps", np.zeros(1, dtype=np.float64))  # counts training steps for the warm-up
         return shape
 
     def limits(self) -> tuple[float, float]:
@@ -203,12 +203,12 @@ class BatchRenorm(BatchNorm):
             return self._scale_shift(self._eval_xhat(x3), x.shape)
         mean, var, xc = self._batch_stats(x3)
         eps = self.dtype.type(self.eps)
-        sigma = np.sqrt(var + eps)
-        sigma_run = np.sqrt(self.buffers["running_var"] + eps)
+        sigma = self.xp.sqrt(var + eps)
+        sigma_run = self.xp.sqrt(self.buffers["running_var"] + eps)
         r_max, d_max = self.limits()
         # r and d are treated as constants in backward (the paper's stop-gradient).
-        r = np.clip(sigma / sigma_run, 1 / r_max, r_max).astype(self.dtype)
-        d = np.clip((mean - self.buffers["running_mean"]) / sigma_run, -d_max, d_max).astype(self.dtype)
+        r = self.xp.clip(sigma / sigma_run, 1 / r_max, r_max).astype(self.dtype)
+        d = self.xp.clip((mean - self.buffers["running_mean"]) / sigma_run, -d_max, d_max).astype(self.dtype)
         xhat_b = xc / sigma[:, None]
         xhat = xhat_b * r[:, None] + d[:, None]
         self._update_running(mean, var, x3.shape[0] * x3.shape[2])
@@ -257,7 +257,7 @@ class GroupNorm(_Affine):
         mean = xg.mean(axis=2, keepdims=True)
         xc = xg - mean
         var = (xc * xc).mean(axis=2, keepdims=True)
-        inv = 1 / np.sqrt(var + self.dtype.type(self.eps))
+        inv = 1 / self.xp.sqrt(var + self.dtype.type(self.eps))
         xhat = xc * inv
         if training:
             self._cache = (xhat, inv)

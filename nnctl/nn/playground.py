@@ -44,7 +44,7 @@ class PlaygroundMSE(Loss):
 
     def forward(self, out, y):
         if self.output == "tanh":
-            a = np.tanh(out)
+            a = self.xp.tanh(out)
             t = 2 * y.astype(out.dtype) - 1  # class 0 -> -1, class 1 -> +1
             if t.ndim == out.ndim - 1:
                 t = t[:, None]
@@ -63,8 +63,8 @@ class PlaygroundMSE(Loss):
         return d
 
     def probabilities(self, out):
-        p1 = 0.5 * np.tanh(out[:, 0]) + 0.5  # a in [-1, 1] read as P(class 1)
-        return np.stack([1 - p1, p1], axis=1)
+        p1 = 0.5 * self.xp.tanh(out[:, 0]) + 0.5  # a in [-1, 1] read as P(class 1)
+        return self.xp.stack([1 - p1, p1], axis=1)
 
     def predict(self, out):
         if self.output == "tanh":

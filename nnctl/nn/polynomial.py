@@ -27,7 +27,7 @@ class Polynomial(Layer):
             powers.append(powers[-1] * x)
         if training:
             self._cache = powers
-        return np.concatenate(powers, axis=1)  # (N, F * degree): all features' x, then all x^2, ...
+        return self.xp.concatenate(powers, axis=1)  # (N, F * degree): all features' x, then all x^2, ...
 
     def backward(self, dy):
         powers = self._take_cache()

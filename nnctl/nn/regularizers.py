@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from nnctl.device import OnDevice
 from nnctl.registry import REGULARIZERS, Component, Params
 
 
-class Regularizer(Component):
+class Regularizer(OnDevice, Component):
     is_constraint = False
 
     def value(self, w: np.ndarray) -> float:
@@ -50,10 +51,10 @@ class L1(Regularizer):
         rate: float = Field(..., ge=0, description="Strength; the gradient adds rate * sign(w).")
 
     def value(self, w):
-        return self.rate * float(np.abs(w).sum())
+        return self.rate * float(self.xp.abs(w).sum())
 
     def add_grad(self, w, g):
-        g += np.sign(w) * w.dtype.type(self.rate)
+        g += self.xp.sign(w) * w.dtype.type(self.rate)
 
 
 @REGULARIZERS.register("l1_l2")
@@ -66,6 +67,11 @@ class L1L2(Regularizer):
 
     def setup(self):
         self._l1, self._l2 = L1(rate=self.l1), L2(rate=self.l2)
+
+    def to(self, device):
+        self._l1.to(device)
+        self._l2.to(device)
+        return super().to(device)
 
     def value(self, w):
         return self._l1.value(w) + self._l2.value(w)
@@ -87,6 +93,6 @@ class MaxNorm(Regularizer):
     def project(self, w):
         # Incoming weights of a unit: everything but the last axis for dense (fan_in, units).
         w2 = w.reshape(-1, w.shape[-1])
-        norms = np.sqrt((w2 * w2).sum(axis=0))
-        scale = np.minimum(1, self.max / np.maximum(norms, 1e-12)).astype(w.dtype)
+        norms = self.xp.sqrt((w2 * w2).sum(axis=0))
+        scale = self.xp.minimum(1, self.max / self.xp.maximum(norms, 1e-12)).astype(w.dtype)
         w2 *= scale

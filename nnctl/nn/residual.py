@@ -65,12 +65,12 @@ class Residual(Layer):
         shape = input_shape
         for i, layer in enumerate(self.layers):
             try:
-                shape = layer.build(shape, rng, self.dtype)
+                shape = layer.build(shape, rng, self.dtype, self.device)
             except ConfigError as exc:
                 raise ConfigError(f"residual layers[{i}] ({layer.name}): {exc}") from None
         if shape != input_shape or self.projection == "always":
             self.projection_layer = self._make_projection(input_shape, shape)
-            self.projection_layer.build(input_shape, rng, self.dtype)
+            self.projection_layer.build(input_shape, rng, self.dtype, self.device)
         return shape
 
     def _make_projection(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Layer:

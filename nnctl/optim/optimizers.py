@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from nnctl.device import OnDevice
 from nnctl.registry import OPTIMIZERS, Component, Params
 
 # Moment entries below this are zeroed every FLUSH_EVERY steps: NumPy has no flush-to-zero mode,
@@ -27,7 +28,7 @@ class OptimizerParams(Params):
     clip_value: float | None = Field(None, gt=0, description="Clip every gradient entry to [-v, v] (null = off).")
 
 
-class Optimizer(Component):
+class Optimizer(OnDevice, Component):
     """Base: `lr`, `clip_norm` and `clip_value` come from Params (Component convention), like each
     optimizer's own hyper-parameters; `setup()` starts the step count and the (empty) state."""
 
@@ -44,12 +45,14 @@ class Optimizer(Component):
     def bind(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray | None = None) -> Optimizer:
         """Attach to the flat buffers and allocate state and scratch of the same size and dtype.
 
-        `decay_mask` is 1 for weights and 0 for biases/normalization scales: weight decay uses it."""
+        `decay_mask` is 1 for weights and 0 for biases/normalization scales: weight decay uses it.
+        The buffers are on this optimizer's device (`to(device)` before binding)."""
+        xp = self.xp
         self.params, self.grads = params, grads
-        self.decay_mask = np.ones_like(params) if decay_mask is None else decay_mask.astype(params.dtype)
-        self.state = {key: np.zeros_like(params) for key in self.state_keys}
-        self._tmp = np.empty_like(params)
-        self._tmp2 = np.empty_like(params)
+        self.decay_mask = xp.ones_like(params) if decay_mask is None else decay_mask.astype(params.dtype)
+        self.state = {key: xp.zeros_like(params) for key in self.state_keys}
+        self._tmp = xp.empty_like(params)
+        self._tmp2 = xp.empty_like(params)
         return self
 
     def step(self, lr: float | None = None) -> None:
@@ -57,26 +60,28 @@ class Optimizer(Component):
         self.t += 1
         g = self.grads
         if self.clip_value is not None:
-            np.clip(g, -self.clip_value, self.clip_value, out=g)
+            self.xp.clip(g, -self.clip_value, self.clip_value, out=g)
         if self.clip_norm is not None:
-            norm = float(np.sqrt(g @ g))
+            norm = float(self.xp.sqrt(g @ g))
             if norm > self.clip_norm:
                 g *= g.dtype.type(self.clip_norm / norm)
         self._update(self.params, g, self.params.dtype.type(self.lr if lr is None else lr))
         if self.t % FLUSH_EVERY == 0:
             for moment in self.state.values():
-                moment[np.abs(moment) < DENORMAL_FLOOR] = 0
+                moment[self.xp.abs(moment) < DENORMAL_FLOOR] = 0
 
     def _update(self, p: np.ndarray, g: np.ndarray, lr) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {**self.state, "t": np.array(self.t, dtype=np.int64)}
+        """The state as NumPy arrays and the step count (on the CPU the live arrays: save or copy them)."""
+        host = {key: self.device.to_host(value) for key, value in self.state.items()}
+        return {**host, "t": np.array(self.t, dtype=np.int64)}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.t = int(state["t"])
         for key in self.state_keys:
-            self.state[key][...] = state[key]
+            self.state[key][...] = self.device.to_device(state[key])
 
 
 @OPTIMIZERS.register("sgd")
@@ -106,11 +111,11 @@ class SGD(Optimizer):
     def _update(self, p, g, lr):
         tmp = self._tmp
         if self.weight_decay:
-            np.multiply(p, self.decay_mask, out=tmp)
+            self.xp.multiply(p, self.decay_mask, out=tmp)
             tmp *= p.dtype.type(self.weight_decay)
             g += tmp
         if self.momentum == 0:
-            np.multiply(g, lr, out=tmp)
+            self.xp.multiply(g, lr, out=tmp)
             p -= tmp
             return
         v = self.state["velocity"]
@@ -118,11 +123,11 @@ class SGD(Optimizer):
         v *= mu
         v += g
         if self.nesterov:
-            np.multiply(v, mu, out=tmp)
+            self.xp.multiply(v, mu, out=tmp)
             tmp += g
             tmp *= lr
         else:
-            np.multiply(v, lr, out=tmp)
+            self.xp.multiply(v, lr, out=tmp)
         p -= tmp
 
 
@@ -143,18 +148,18 @@ class Adam(Optimizer):
         f = p.dtype.type
         b1, b2 = self.beta1, self.beta2
         m *= f(b1)
-        np.multiply(g, f(1 - b1), out=tmp)
+        self.xp.multiply(g, f(1 - b1), out=tmp)
         m += tmp
         v *= f(b2)
-        np.multiply(g, g, out=tmp)
+        self.xp.multiply(g, g, out=tmp)
         tmp *= f(1 - b2)
         v += tmp
         bias1 = 1 - b1**self.t
         bias2 = 1 - b2**self.t
-        np.sqrt(v, out=tmp)
+        self.xp.sqrt(v, out=tmp)
         tmp *= f(1 / np.sqrt(bias2))
         tmp += f(self.eps)
-        np.divide(m, tmp, out=tmp2)
+        self.xp.divide(m, tmp, out=tmp2)
         tmp2 *= f(lr / bias1)
         p -= tmp2
 
@@ -171,7 +176,7 @@ class AdamW(Adam):
     def _update(self, p, g, lr):
         if self.weight_decay:
             tmp = self._tmp
-            np.multiply(p, self.decay_mask, out=tmp)
+            self.xp.multiply(p, self.decay_mask, out=tmp)
             tmp *= p.dtype.type(lr * self.weight_decay)
             p -= tmp
         super()._update(p, g, lr)
@@ -192,12 +197,12 @@ class RMSprop(Optimizer):
         v, tmp, tmp2 = self.state["v"], self._tmp, self._tmp2
         f = p.dtype.type
         v *= f(self.rho)
-        np.multiply(g, g, out=tmp)
+        self.xp.multiply(g, g, out=tmp)
         tmp *= f(1 - self.rho)
         v += tmp
-        np.sqrt(v, out=tmp)
+        self.xp.sqrt(v, out=tmp)
         tmp += f(self.eps)
-        np.divide(g, tmp, out=tmp2)
+        self.xp.divide(g, tmp, out=tmp2)
         tmp2 *= lr
         p -= tmp2
 
@@ -214,10 +219,10 @@ class Adagrad(Optimizer):
 
     def _update(self, p, g, lr):
         s, tmp, tmp2 = self.state["s"], self._tmp, self._tmp2
-        np.multiply(g, g, out=tmp)
+        self.xp.multiply(g, g, out=tmp)
         s += tmp
-        np.sqrt(s, out=tmp)
+        self.xp.sqrt(s, out=tmp)
         tmp += p.dtype.type(self.eps)
-        np.divide(g, tmp, out=tmp2)
+        self.xp.divide(g, tmp, out=tmp2)
         tmp2 *= lr
         p -= tmp2

@@ -44,12 +44,12 @@ class PlaygroundSGD(Optimizer):
         regularize = self.regularization != "none" and self.regularization_rate > 0
         if regularize:  # dReg at the weights before the gradient step; biases have mask 0
             if self.regularization == "l1":
-                np.sign(p, out=reg)
+                self.xp.sign(p, out=reg)
             else:
-                np.copyto(reg, p)
+                self.xp.copyto(reg, p)
             reg *= self.decay_mask
             reg *= p.dtype.type(lr * self.regularization_rate)
-        np.multiply(g, lr, out=tmp)
+        self.xp.multiply(g, lr, out=tmp)
         p -= tmp
         if not regularize:
             if self.regularization == "l1":
@@ -58,8 +58,8 @@ class PlaygroundSGD(Optimizer):
         if self.regularization == "l2":
             p -= reg
             return
-        np.subtract(p, reg, out=tmp)
+        self.xp.subtract(p, reg, out=tmp)
         dead = self.state["dead"]
         dead[(p * tmp) < 0] = 1  # the regularization step crossed 0
-        np.copyto(p, tmp)
+        self.xp.copyto(p, tmp)
         p[dead > 0] = 0

@@ -56,12 +56,15 @@ class Checkpoint:
         table=None,
     ) -> Checkpoint:
         """The network's weights (or `flat_params`/`buffers` in its layout, e.g. the best epoch's), the
-        optimizer's state when given, and the normalizers' statistics. Arrays are views: save or copy."""
-        flat = network.flat_params if flat_params is None else flat_params
+        optimizer's state when given, and the normalizers' statistics, all NumPy arrays (a device's arrays
+        are copied to the host here). On the CPU the arrays are views: save or copy."""
+        host = network.device.to_host
+        flat = host(network.flat_params if flat_params is None else flat_params)
         params = {name: flat[o : o + int(np.prod(s))].reshape(s) for name, (o, s) in network.param_slices.items()}
+        buffers = network.named_buffers() if buffers is None else buffers
         return cls(
             params=params,
-            buffers=dict(network.named_buffers() if buffers is None else buffers),
+            buffers={name: host(value) for name, value in buffers.items()},
             optimizer=dict(optimizer.state_dict()) if optimizer is not None else {},
             norm=dict(normalizer.state()),
             target_norm=dict(target_normalizer.state()),
@@ -168,8 +171,8 @@ class Checkpoint:
                 ) from None
 
     def flat_params(self, network) -> np.ndarray:
-        """The weights in the network's flat layout (a new array; the network is not changed)."""
-        flat = network.flat_params.copy()
+        """The weights in the network's flat layout (a new NumPy array; the network is not changed)."""
+        flat = network.host_params()
         for name, (offset, shape) in network.param_slices.items():
             if name not in self.params or self.params[name].shape != tuple(shape):
                 raise NnctlError(f"checkpoint {self.source}: parameter '{name}' is missing or has another shape.")

@@ -21,6 +21,7 @@ from nnctl import registry
 from nnctl.build import Experiment, build_experiment, build_network
 from nnctl.config import validate
 from nnctl.data.tabular import TablePreprocessor
+from nnctl.device import Device, resolve_device
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.rundir import RunDir
@@ -44,33 +45,38 @@ class OpenRun:
     checkpoint: Checkpoint
     which: str  # the checkpoint asked for: best or last
     _experiment: Experiment | None = field(default=None, repr=False)
+    _device: str | Device | None = field(default=None, repr=False)  # the device _experiment was built on
 
     @property
     def path(self) -> Path:
         return self.run.path
 
-    def experiment(self, with_optimizer: bool = False, comm=None) -> Experiment:
+    def experiment(self, with_optimizer: bool = False, comm=None, device: str | Device | None = "cpu") -> Experiment:
         """The experiment rebuilt from the config (data and the same split), with the checkpoint's weights,
-        its stored normalization statistics (not a refit) and, when asked, its optimizer state."""
-        if self._experiment is None or with_optimizer:
+        its stored normalization statistics (not a refit) and, when asked, its optimizer state.
+
+        On `device`: the CPU unless asked (a run trained on a GPU reopens anywhere); None: the config's
+        train.device (what --resume continues on)."""
+        if self._experiment is None or with_optimizer or device != self._device:
             stored = {
                 "norm": self.checkpoint.norm,
                 "target_norm": self.checkpoint.target_norm,
                 "table": self.checkpoint.table,
             }
             experiment = build_experiment(
-                self.config, stored, comm=comm
+                self.config, stored, comm=comm, device=device
             )  # comm: data-parallel ranks share the NaN check
             self.checkpoint.apply(experiment.network, experiment.optimizer if with_optimizer else None)
             if with_optimizer:
                 return experiment
-            self._experiment = experiment
+            self._experiment, self._device = experiment, device
         return self._experiment
 
-    def network(self, input_shape: tuple[int, ...]):
-        """Just the network, built for `input_shape` with the checkpoint's weights (no data loaded)."""
+    def network(self, input_shape: tuple[int, ...], device: str | Device | None = "cpu"):
+        """Just the network, built for `input_shape` with the checkpoint's weights (no data loaded), on
+        `device` (the CPU unless asked)."""
         table = TablePreprocessor.from_state(self.checkpoint.table) if self.checkpoint.table else None
-        network = build_network(self.config, input_shape, np.dtype(self.config.dtype), table)
+        network = build_network(self.config, input_shape, np.dtype(self.config.dtype), table, resolve_device(device))
         self.checkpoint.apply(network)
         return network
 

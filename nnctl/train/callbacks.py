@@ -110,6 +110,7 @@ class BestWeights(Callback):
         )
         self.value: float | None = None
         self.best: dict[str, Any] = {}  # the best epoch's row (epoch, step, lr, losses, metrics)
+        # Copies on the network's device (a copy per new best stays off the host); checkpoints move them.
         self.params = net.flat_params.copy()
         self.buffers = {k: v.copy() for k, v in net.named_buffers().items()}
 
@@ -119,20 +120,22 @@ class BestWeights(Callback):
             self.value = value
             self.best = {"epoch": row["epoch"], "step": row["step"]}
             self.best.update({k: v for k, v in row.items() if k not in ("epoch", "step", "seconds")})
-            np.copyto(self.params, self.network.flat_params)
+            self.params[...] = self.network.flat_params
             for key, buf in self.network.named_buffers().items():
-                np.copyto(self.buffers[key], buf)
+                self.buffers[key][...] = buf
 
     def restore(self) -> None:
         """Put the best epoch's weights back into the network."""
-        np.copyto(self.network.flat_params, self.params)
+        self.network.flat_params[...] = self.params
         self.network.load_buffers(self.buffers)
 
     def load_weights(self, flat_params: np.ndarray, buffers: dict[str, np.ndarray]) -> None:
-        np.copyto(self.params, flat_params)
+        """The best epoch's weights from a checkpoint (NumPy arrays) into this callback's device copies."""
+        to_device = self.network.device.to_device
+        self.params[...] = to_device(flat_params)
         for key, value in buffers.items():
             if key in self.buffers:
-                np.copyto(self.buffers[key], value)
+                self.buffers[key][...] = to_device(value)
 
     def state_dict(self):
         return {"best_value": self.value, "best": dict(self.best)}
@@ -353,6 +356,7 @@ class SummaryWriter(Callback):
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(loop.started)),
             "monitor": self.monitor,
             "parameters": self.experiment.network.param_count,
+            "device": self.experiment.device.name,  # where the steps ran (train.device or --device)
             "workers": loop.comm.size,  # data-parallel ranks (nnctl train --workers N, mpiexec)
             "hosts": dict(Counter(loop.comm.hosts)),  # ranks per machine
             "versions": versions(),

@@ -77,6 +77,7 @@ def run_epoch(
     # Per-rank streams under MPI: pure functions of (seed, epoch, rank); with one process, today's.
     augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch, *comm.stream) if experiment.augmentations else None
     net.start_epoch(cfg.seed, epoch, STREAM_LAYERS, comm.stream)  # dropout masks and noise
+    to_device = net.device.to_device
     sums = {"loss": 0.0, "penalty": 0.0, "lr": base_lr}
     for k, start in enumerate(range(0, n, batch_size)):
         lr = base_lr if constant_lr else schedule.lr(base_lr, epoch - 1 + k / steps_per_epoch, epochs)
@@ -93,8 +94,9 @@ def run_epoch(
         batch_loss = 0.0
         if len(mine):
             xb, yb = x_all.take(mine, axis=0), y_all.take(mine, axis=0)
-            for augmentation in experiment.augmentations:
+            for augmentation in experiment.augmentations:  # on the host, from the epoch's Generator
                 xb = augmentation(xb, augment_rng)
+            xb, yb = to_device(xb), to_device(yb)  # the batch moves once per step
             batch_loss = loss_fn.forward(net.forward(xb, training=True), yb)
         finite = -math.inf < batch_loss < math.inf
         if finite and len(mine):
@@ -121,7 +123,7 @@ def run_epoch(
     if parallel:  # batch statistics of rank 0 (as DDP's broadcast_buffers), so evaluation agrees everywhere
         for buffer in net.named_buffers().values():
             comm.broadcast(buffer)
-    if not np.isfinite(net.flat_params).all():  # a NaN/Inf gradient with a finite loss
+    if not bool(net.xp.isfinite(net.flat_params).all()):  # a NaN/Inf gradient with a finite loss
         return "diverged", sums
     return "completed", sums
 
@@ -132,6 +134,11 @@ def _synced_layers(net) -> list:
 
 def check_workers(experiment: Experiment, workers: int) -> None:
     """A user error when the experiment cannot train on `workers` ranks (before any run directory exists)."""
+    if workers > 1 and experiment.device.kind != "cpu":
+        raise ConfigError(
+            f"--workers {workers} trains on the CPU only (the ranks' Allreduce takes host buffers); "
+            f"device {experiment.device.name} cannot be combined with it. Use one of the two."
+        )
     if workers > 1:
         for column, metric in experiment.metrics.items():
             if not metric.reducible:
