@@ -76,6 +76,19 @@ JsonOption = Annotated[
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")]
 
 
+def _device_option(help_text: str):
+    return Annotated[str | None, typer.Option("--device", help=help_text, show_default=False)]
+
+
+TrainDeviceOption = _device_option(
+    "cpu, cuda or cuda:N (GPU N, through CuPy: pip install 'nnctl\\[gpu]'); same as --set train.device=...; "
+    "with --resume: continue on this device."
+)
+ReopenDeviceOption = _device_option(
+    "Where the network runs: cpu (default, whatever the run was trained on), cuda or cuda:N."
+)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"nnctl {__version__}")
@@ -153,6 +166,7 @@ def train(
             show_default=False,
         ),
     ] = None,
+    device: TrainDeviceOption = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -168,6 +182,8 @@ def train(
         )
     if threads is not None:
         set_ = [*(set_ or []), f"train.threads={threads}"]
+    if device is not None and resume is None:
+        set_ = [*(set_ or []), f"train.device={device}"]
     if workers is not None:
         if workers < 1:
             raise NnctlError(f"--workers must be at least 1, got {workers}.")
@@ -183,10 +199,11 @@ def train(
         args += [part for value in set_ or [] for part in ("--set", value)]
         args += ["--resume", str(resume)] if resume is not None else []
         args += ["--runs-dir", str(runs_dir)] if runs_dir is not None else []
+        args += ["--device", device] if device is not None and resume is not None else []
         flags = {"--allow-plugins": allow_plugins, "--quiet": quiet, "--json": json_, "--debug": debug}
         args += [flag for flag, on in flags.items() if on]
         raise typer.Exit(code=launch(workers, args, on_death=_record_lost_rank))
-    _train_here(config, set_ or [], resume, allow_plugins, runs_dir, quiet, json_)
+    _train_here(config, set_ or [], resume, allow_plugins, runs_dir, quiet, json_, device)
 
 
 def _record_lost_rank(run_dir: str, error: str) -> None:
@@ -196,7 +213,7 @@ def _record_lost_rank(run_dir: str, error: str) -> None:
     RunDir(Path(run_dir)).mark_failed(error, only_if_running=True)
 
 
-def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_) -> None:
+def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_, device=None) -> None:
     """`nnctl train` in this process: alone, or as one rank of an MPI world (rank 0 prints and writes)."""
     from nnctl.console import ConsoleReporter, make_console, print_error, stdout_json
     from nnctl.errors import DivergedError, NnctlError
@@ -219,7 +236,7 @@ def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_) -> 
         if resume is not None:
             note = (lambda text: console.print(f"[yellow]note:[/] {text}")) if not quiet else None
             result = resume_training(
-                resume, reporter=reporter, stop=stop, allow_plugins=allow_plugins, comm=comm, notify=note
+                resume, reporter=reporter, stop=stop, allow_plugins=allow_plugins, comm=comm, notify=note, device=device
             )
             if result.stop_reason == "already_completed" and first:
                 make_console(stderr=True).print(
@@ -386,6 +403,7 @@ def eval_(
     allow_plugins: Annotated[
         bool, typer.Option("--allow-plugins", help="Import the plugins the run's config names.")
     ] = False,
+    device: ReopenDeviceOption = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -399,7 +417,7 @@ def eval_(
     if split not in ("train", "val", "test"):
         raise NnctlError(f"--split must be train, val or test, got '{split}'.")
     checkpoint = _checkpoint_or_default(run_dir, checkpoint)
-    result = evaluate_run(run_dir, split, checkpoint, allow_plugins)
+    result = evaluate_run(run_dir, split, checkpoint, allow_plugins, device or "cpu")
     from nnctl.train.report import confusion_table, per_class_table, save_eval
 
     try:  # eval/<split>-<checkpoint>.json (+ -confusion.csv) in the run directory
@@ -747,6 +765,7 @@ def predict(
         typer.Option(help="best or last (default: as for nnctl eval).", show_default=False),
     ] = None,
     allow_plugins: AllowPluginsOption = False,
+    device: ReopenDeviceOption = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -754,7 +773,7 @@ def predict(
     from nnctl.predict import predict_file, predictions_csv
 
     checkpoint = _checkpoint_or_default(run_dir, checkpoint)
-    result = predict_file(run_dir, input_file, output, proba, checkpoint, allow_plugins)
+    result = predict_file(run_dir, input_file, output, proba, checkpoint, allow_plugins, device or "cpu")
     if json_:
         from nnctl.console import stdout_json
 

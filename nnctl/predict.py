@@ -52,10 +52,15 @@ class Predictor:
     table: TablePreprocessor | None = None  # a table run: raw columns are typed, imputed and encoded first
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False) -> Predictor:
+    def load(
+        cls, run_dir: str | Path, checkpoint: str = "best", allow_plugins: bool = False, device: str = "cpu"
+    ) -> Predictor:
+        """The run's predictor; its network runs on `device` (outputs come back as NumPy either way)."""
         from nnctl.build import load_dataset
+        from nnctl.device import resolve_device
         from nnctl.runs.reopen import open_run
 
+        on = resolve_device(device)  # a missing GPU is refused before anything is read
         opened = open_run(run_dir, checkpoint, allow_plugins)
         config, meta = opened.config, opened.checkpoint.meta
         normalizer = Normalizer.from_state(config.data.normalize.method, opened.checkpoint.norm)
@@ -67,7 +72,7 @@ class Predictor:
             input_shape = tuple(int(d) for d in normalizer.shift.shape)  # per-feature statistics: one sample's shape
         else:  # statistics over all values: only the data know the sample shape
             input_shape = tuple(load_dataset(config).sample_shape)
-        network = opened.network(input_shape)
+        network = opened.network(input_shape, on)
         class_names = meta.get("class_names")
         if meta.get("task") == "classification" and not class_names:
             class_names = None
@@ -297,11 +302,12 @@ def predict_file(
     proba: bool = False,
     checkpoint: str = "best",
     allow_plugins: bool = False,
+    device: str = "cpu",
 ) -> PredictResult:
     """Predict every row of INPUT; write a CSV to `output` (atomically) when given."""
     from nnctl.runs.files import atomic_write
 
-    predictor = Predictor.load(run_dir, checkpoint, allow_plugins)
+    predictor = Predictor.load(run_dir, checkpoint, allow_plugins, device)
     if proba and predictor.task not in ("classification", "multilabel"):
         raise NnctlError("--proba needs a classification run; this run is a regression.")
     raw = read_inputs(predictor, input_path)

@@ -17,6 +17,7 @@ from nnctl.parallel import SingleProcess, agree, note_run_dir
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.integrity import check_train_state, write_failed
 from nnctl.runs.lock import RunLock, locked
+from nnctl.device import resolve_device
 from nnctl.runs.reopen import check_resumable, open_run, read_run_config
 from nnctl.runs.rundir import RunDir
 from nnctl.train.preflight import check_before_run
@@ -69,6 +70,7 @@ def resume_training(
     its lock; a run continued on another number of workers than it was trained on says so through `notify`."""
     comm = comm or SingleProcess()
     lock = None
+    on = resolve_device(device) if device is not None else None  # refused first, even for a completed run
 
     def prepare():
         nonlocal lock
@@ -87,7 +89,7 @@ def resume_training(
         if done is not None:
             return None, None, state, opened.path, done
         check_config_unchanged(opened)
-        experiment = opened.experiment(with_optimizer=True, comm=comm, device=device)
+        experiment = opened.experiment(with_optimizer=True, comm=comm, device=on)
         check_workers(experiment, comm.size)
         resume = Resume(state, seconds=float(opened.run.read_summary().get("seconds") or 0.0))
         best_epoch = (state.get("best") or {}).get("epoch")

@@ -224,7 +224,7 @@ class _Classification(Loss):
             return
         if self.class_weight == "balanced":
             counts = np.bincount(y_train, minlength=num_classes).astype(np.float64)
-            self.weights = len(y_train) / (num_classes * self.xp.maximum(counts, 1.0))
+            self.weights = len(y_train) / (num_classes * np.maximum(counts, 1.0))
             return
         names = class_names or [str(k) for k in range(num_classes)]
         unknown = [c for c in self.class_weight if c not in names]

@@ -10,9 +10,13 @@ from nnctl.runs.reopen import open_run
 
 
 def evaluate_run(
-    run_dir: str | Path, split: str = "test", checkpoint: str = "best", allow_plugins: bool = False
+    run_dir: str | Path, split: str = "test", checkpoint: str = "best", allow_plugins: bool = False, device: str = "cpu"
 ) -> dict:
-    return score_split(open_run(run_dir, checkpoint, allow_plugins).experiment(), split)
+    """Score a run's checkpoint on `split`, computing on `device` (the CPU unless asked)."""
+    from nnctl.device import resolve_device
+
+    on = resolve_device(device)  # a missing GPU is refused before anything is read
+    return score_split(open_run(run_dir, checkpoint, allow_plugins).experiment(device=on), split)
 
 
 def score_split(experiment: Experiment, split: str) -> dict:
@@ -27,7 +31,7 @@ def score_split(experiment: Experiment, split: str) -> dict:
     if experiment.task == "classification":
         from nnctl.metrics import ConfusionMatrix
 
-        extra.append(ConfusionMatrix(experiment.num_classes))
+        extra.append(ConfusionMatrix(experiment.num_classes, experiment.device))
     result = {"split": split, "samples": n, "metrics": experiment.evaluate(split, extra)}
     if extra:
         result.update(class_report(extra[0].result(), experiment.class_names))

@@ -2,7 +2,8 @@
 
 Parameters are declared once, in Params; the registry validates a config's values with it and the
 layer reads them as attributes (self.init_scale). No __init__ to write; state derived from the
-parameters would go in `setup()`.
+parameters would go in `setup()`. Array functions come from the layer's device (`self.xp`: NumPy on
+the CPU, CuPy on a GPU), never from `numpy` itself; `np` is for host values such as the initial scale.
 """
 
 import numpy as np
@@ -25,7 +26,7 @@ class ScaledTanh(Layer):
 
     def forward(self, x, *, training):
         s = self.params["scale"]
-        t = np.tanh(x / s)
+        t = self.xp.tanh(x / s)
         if training:
             self._cache = (x, t)
         return s * t
@@ -35,7 +36,7 @@ class ScaledTanh(Layer):
         s = self.params["scale"]
         dt = 1 - t * t
         # d/ds [s tanh(x/s)] = tanh(x/s) - (x/s) (1 - tanh^2)
-        np.sum(dy * (t - (x / s) * dt), axis=0, out=self.grads["scale"])
+        self.xp.sum(dy * (t - (x / s) * dt), axis=0, out=self.grads["scale"])
         return dy * dt
 
 
