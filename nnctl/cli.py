@@ -564,7 +564,15 @@ def sweep(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="With --resume: run the trials recorded as failed again.")
     ] = False,
-    parallel: Annotated[int, typer.Option("--parallel", "-j", help="Trials at once (local worker processes).")] = 1,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            "-j",
+            help="Trials at once (local worker processes). With train.device: cuda, each worker is pinned to one "
+            "GPU in turn (CUDA_VISIBLE_DEVICES).",
+        ),
+    ] = 1,
     executor: Annotated[str, typer.Option(help="local (worker processes) or dask (a Dask cluster).")] = "local",
     address: Annotated[
         str | None, typer.Option(help="Dask scheduler, e.g. tcp://scheduler:8786 (default: a local cluster).")
@@ -579,7 +587,7 @@ def sweep(
     """Run a hyperparameter sweep (grid, random or tpe); exit 4 when some trials failed."""
     from nnctl.console import make_console, stdout_json
     from nnctl.errors import NnctlError
-    from nnctl.sweep.executors import check_executor, make_executor
+    from nnctl.sweep.executors import check_executor, make_executor, sweep_gpus
     from nnctl.sweep.live import SilentView, SweepView
     from nnctl.sweep.runner import Runner, open_sweep, prepare_sweep
 
@@ -590,7 +598,8 @@ def sweep(
     check_executor(executor, address)  # before the sweep folder is written
     plan = open_sweep(resume, allow_plugins, retry_failed) if resume else prepare_sweep(sweep_file, runs_dir)
     view = SilentView() if quiet else SweepView(make_console(stderr=json_))
-    outcome = Runner(plan, make_executor(executor, parallel, address), view).run()
+    gpus = sweep_gpus(plan.base, parallel) if executor == "local" else None  # one trial per GPU
+    outcome = Runner(plan, make_executor(executor, parallel, address, gpus), view).run()
     if json_:
         best = outcome.best
         stdout_json(

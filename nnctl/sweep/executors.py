@@ -46,18 +46,51 @@ def fair_threads(workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
+def visible_gpus() -> list[str]:
+    """Ids of the GPUs this process may use (CUDA_VISIBLE_DEVICES's entries, else 0 .. count-1); a user
+    error without CuPy or without a GPU."""
+    from nnctl.device import gpu_count, import_cupy
+
+    count = gpu_count(import_cupy())
+    if count == 0:
+        raise NnctlError("the sweep's config trains on cuda, but CuPy finds no GPU on this machine.")
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return visible[:count] if visible else [str(i) for i in range(count)]
+
+
+def sweep_gpus(config: dict | None, parallel: int) -> list[str] | None:
+    """The GPUs to pin local workers to (worker k gets GPU k mod their number), or None: only when the
+    sweep's config trains on `cuda` (any GPU: a config naming cuda:N keeps every trial on GPU N) and more
+    than one trial runs at once."""
+    device = str(((config or {}).get("train") or {}).get("device", "cpu")).strip().lower()
+    if device != "cuda" or parallel < 2:
+        return None
+    return visible_gpus()
+
+
 @dataclass
 class _Slot:
     process: Any
     conn: Any
     task: tuple[int, Future] | None = None
+    gpu: str | None = None
 
 
 class ProcessExecutor(Executor):
-    def __init__(self, workers: int, threads: int | None = None, preload: str | None = "nnctl.sweep.trial"):
+    """`gpus`: pin each worker process to one of these GPU ids (CUDA_VISIBLE_DEVICES), spread evenly; a
+    worker started in place of a dead one takes a GPU with the fewest workers (the dead one's)."""
+
+    def __init__(
+        self,
+        workers: int,
+        threads: int | None = None,
+        preload: str | None = "nnctl.sweep.trial",
+        gpus: list[str] | None = None,
+    ):
         if workers < 1:
             raise NnctlError(f"--parallel must be at least 1, got {workers}.")
         self.workers = workers
+        self.gpus = list(gpus) if gpus else None
         self.threads = threads or fair_threads(workers)
         self._preload = preload
         self._ctx = multiprocessing.get_context("spawn")
@@ -109,16 +142,23 @@ class ProcessExecutor(Executor):
 
     # --- the dispatcher thread ---
 
+    def _next_gpu(self) -> str | None:
+        if not self.gpus:
+            return None
+        taken = collections.Counter(slot.gpu for slot in self._slots)
+        return min(self.gpus, key=lambda gpu: (taken[gpu], self.gpus.index(gpu)))
+
     def _start_worker(self) -> _Slot:
         from nnctl.sweep.worker import worker_main
 
+        gpu = self._next_gpu()
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=worker_main, args=(child, self.threads, self._preload), name="nnctl-sweep-worker", daemon=True
+            target=worker_main, args=(child, self.threads, self._preload, gpu), name="nnctl-sweep-worker", daemon=True
         )
         process.start()
         child.close()
-        return _Slot(process, parent)
+        return _Slot(process, parent, gpu=gpu)
 
     def _assign(self) -> bool:
         """Hand pending tasks to idle workers; False once closing and nothing is left."""
@@ -251,8 +291,8 @@ def check_executor(kind: str, address: str | None = None) -> None:
         raise NnctlError(DASK_MISSING)
 
 
-def make_executor(kind: str, parallel: int, address: str | None = None) -> Executor:
+def make_executor(kind: str, parallel: int, address: str | None = None, gpus: list[str] | None = None) -> Executor:
     check_executor(kind, address)
     if kind == "local":
-        return ProcessExecutor(parallel)
+        return ProcessExecutor(parallel, gpus=gpus)
     return DaskExecutor(address, workers=parallel)

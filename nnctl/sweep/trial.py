@@ -39,7 +39,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         if task["objective"].get("cv"):  # k folds under the trial's folder, scored by their mean
             _cross_validate_and_score(task, config, record)
             return _finish(record, started)
-        experiment = build_experiment(config)
+        experiment = build_experiment(config, device=trial_device(config))
         run = RunDir.create_at(Path(task["run_dir"]))  # the runner removed any leftover of an interrupted attempt
         _train_and_score(task, experiment, run, record)
     except NnctlError as exc:  # the trial's config or data does not work
@@ -50,6 +50,14 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     if record["status"] == "failed" and run is not None:
         run.mark_failed(record["error"], only_if_running=True)
     return _finish(record, started)
+
+
+def trial_device(config) -> str | None:
+    """In a worker pinned to one GPU, a config's cuda is that GPU (the only one it sees: cuda:0); None
+    (the config's own train.device) elsewhere."""
+    if worker.pinned_gpu is not None and config.train.device != "cpu":
+        return "cuda:0"
+    return None
 
 
 def _finish(record: dict, started: float) -> dict:

@@ -9,6 +9,7 @@ import sys
 import traceback
 
 terminated: int | None = None  # SIGTERM arrived: finish (or stop) the current task, then exit
+pinned_gpu: str | None = None  # the one GPU this worker sees (CUDA_VISIBLE_DEVICES), when the executor pinned it
 _numpy_before_limits: bool | None = None  # set in a worker; the limits only work when this is False
 
 BLAS_VARS = (
@@ -20,12 +21,17 @@ BLAS_VARS = (
 )
 
 
-def worker_main(conn, threads: int, preload: str | None) -> None:
-    """Run tasks sent over `conn` until it closes: (task_id, fn, args) -> (task_id, ok, value)."""
-    global _numpy_before_limits
+def worker_main(conn, threads: int, preload: str | None, gpu: str | None = None) -> None:
+    """Run tasks sent over `conn` until it closes: (task_id, fn, args) -> (task_id, ok, value).
+
+    `gpu`: the id this worker's trials train on; it becomes the only GPU the process sees (set before
+    CuPy can load, like the BLAS limits), so a trial's `cuda` is that GPU."""
+    global _numpy_before_limits, pinned_gpu
     _numpy_before_limits = "numpy" in sys.modules
     for var in BLAS_VARS:
         os.environ[var] = str(threads)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = pinned_gpu = gpu
     # Ctrl-C reaches every process of the terminal's group; the parent decides what stops and how.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_term)  # a running trial swaps in its own StopFlag handler
@@ -57,6 +63,7 @@ def _on_term(signum, frame) -> None:
 
 
 def probe() -> dict:
-    """What a worker sees (used by tests): its BLAS variables and whether numpy came before them."""
+    """What a worker sees (used by tests): its BLAS variables, whether numpy came before them, its GPU."""
     env = {var: os.environ.get(var) for var in BLAS_VARS}
-    return {"env": env, "numpy_before_limits": _numpy_before_limits, "pid": os.getpid()}
+    gpu = {"gpu": pinned_gpu, "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    return {"env": env, "numpy_before_limits": _numpy_before_limits, "pid": os.getpid(), **gpu}

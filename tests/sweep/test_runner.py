@@ -150,3 +150,81 @@ def test_objective_cv_scores_each_trial_by_its_folds(sweep_file, tmp_path):
                 f"fold: {f['fold']}"
                 in (outcome.path / record["run_dir"] / f"fold-{f['fold']}" / "config.yaml").read_text()
             )
+
+
+# --- GPUs: one trial per GPU (faked GPU counts; nothing here needs a GPU) ------------------------------
+
+
+def _probe_slowly(seconds):
+    import time
+
+    from nnctl.sweep.worker import probe
+
+    time.sleep(seconds)  # keeps this worker busy, so the next task goes to another one
+    return probe()
+
+
+def test_workers_are_pinned_one_per_gpu_and_a_replacement_takes_the_dead_ones_gpu():
+    import os
+
+    executor = ProcessExecutor(3, threads=1, preload=None, gpus=["0", "1", "2"])
+    try:
+        first = [executor.submit(_probe_slowly, 0.5) for _ in range(3)]
+        seen = [f.result(timeout=60) for f in first]
+        assert sorted(s["cuda_visible"] for s in seen) == ["0", "1", "2"]
+        assert all(s["gpu"] == s["cuda_visible"] for s in seen)
+        by_pid = {s["pid"]: s["gpu"] for s in seen}
+        died = executor.submit(os._exit, 3)  # one worker dies; its GPU is free again
+        with pytest.raises(Exception, match="worker process died"):
+            died.result(timeout=60)
+        again = [executor.submit(_probe_slowly, 0.5) for _ in range(3)]
+        later = [f.result(timeout=60) for f in again]
+    finally:
+        executor.shutdown()
+    assert sorted(s["cuda_visible"] for s in later) == ["0", "1", "2"]  # still one worker per GPU
+    replaced = [s for s in later if s["pid"] not in by_pid]
+    assert len(replaced) == 1
+
+
+def test_sweep_gpus_pins_only_cuda_sweeps_with_parallel_trials(monkeypatch):
+    from nnctl.sweep import executors
+
+    monkeypatch.setattr(executors, "visible_gpus", lambda: ["0", "1", "2", "3"])
+    cuda = {"train": {"device": "cuda"}}
+    assert executors.sweep_gpus(cuda, 4) == ["0", "1", "2", "3"]
+    assert executors.sweep_gpus(cuda, 1) is None  # one trial at a time: nothing to spread
+    assert executors.sweep_gpus({"train": {"device": "cuda:2"}}, 4) is None  # the config names its GPU
+    assert executors.sweep_gpus({"train": {}}, 4) is None and executors.sweep_gpus({}, 4) is None
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    import sys
+
+    from nnctl.errors import NnctlError
+    from nnctl.sweep.executors import visible_gpus
+    from tests.test_device import _fake_cupy
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(2))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpus() == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    assert visible_gpus() == ["5", "7"]
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(0))
+    with pytest.raises(NnctlError, match="finds no GPU"):
+        visible_gpus()
+
+
+def test_a_pinned_worker_trains_a_cuda_config_on_its_only_gpu(monkeypatch):
+    from nnctl.config import validate
+    from nnctl.sweep import trial, worker
+    from nnctl.yamlio import parse_yaml
+    from tests.sweep.conftest import BASE
+
+    raw, _ = parse_yaml(BASE)
+    raw.setdefault("train", {})["device"] = "cuda:3"
+    config = validate(raw)
+    assert trial.trial_device(config) is None  # not pinned: the config's own device
+    monkeypatch.setattr(worker, "pinned_gpu", "3")
+    assert trial.trial_device(config) == "cuda:0"  # pinned: CUDA_VISIBLE_DEVICES=3 makes it the first GPU
+    raw["train"]["device"] = "cpu"
+    assert trial.trial_device(validate(raw)) is None
