@@ -84,8 +84,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def torch_epoch(torch, x: np.ndarray, y: np.ndarray, layers, losses: list[float]):
-    """The same network in PyTorch (NCHW, weights copied from nnctl's), randperm batches, SGD momentum."""
+def torch_epoch(torch, x: np.ndarray, y: np.ndarray, layers, losses: list[float], device="cpu"):
+    """The same network in PyTorch (NCHW, weights copied from nnctl's), randperm batches, SGD momentum; on
+    `device` (benchmarks/bench_gpu.py: cuda) the data and the order live there."""
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1),
@@ -103,19 +104,20 @@ def torch_epoch(torch, x: np.ndarray, y: np.ndarray, layers, losses: list[float]
     theirs = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
         for mine, other in zip(ours, theirs, strict=True):
-            w = mine.params["weight"]
+            w = mine.device.to_host(mine.params["weight"])
             # conv: nnctl (kh, kw, C, F) -> torch (F, C, kh, kw); dense: (in, out) -> (out, in). Flatten orders agree.
             w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
             other.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
-            other.bias.copy_(torch.from_numpy(mine.params["bias"].copy()))
+            other.bias.copy_(torch.from_numpy(mine.device.to_host(mine.params["bias"]).copy()))
+    model = model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     criterion = nn.CrossEntropyLoss()
-    X, Y = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    X, Y = torch.from_numpy(x).to(device), torch.from_numpy(y.astype(np.int64)).to(device)
     n = len(X)
     gen = torch.Generator().manual_seed(SEED)
 
     def one_epoch():
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)
         total = 0.0
         for start in range(0, n, BATCH):
             idx = perm[start : start + BATCH]

@@ -81,9 +81,10 @@ def mlp_config(path: str) -> dict:
 
 
 def initial_weights(experiment) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(weight (fan_in, fan_out), bias) of each dense layer, copied before any training."""
+    """(weight (fan_in, fan_out), bias) of each dense layer as NumPy arrays, copied before any training."""
+    host = experiment.device.to_host
     return [
-        (layer.params["weight"].copy(), layer.params["bias"].copy())
+        (host(layer.params["weight"]).copy(), host(layer.params["bias"]).copy())
         for layer in experiment.network.layers
         if "weight" in layer.params
     ]
@@ -92,22 +93,25 @@ def initial_weights(experiment) -> list[tuple[np.ndarray, np.ndarray]]:
 # --- the two sides, each as "run one epoch" -------------------------------------------------------
 
 
-def torch_epoch(torch, x: np.ndarray, y: np.ndarray, init, losses: list[float], flush_denormal: bool):
-    """One epoch of the same network in PyTorch: randperm per epoch, index_select batches, Adam."""
+def torch_epoch(
+    torch, x: np.ndarray, y: np.ndarray, init, losses: list[float], flush_denormal: bool, device="cpu", batch=BATCH
+):
+    """One epoch of the same network in PyTorch: randperm per epoch, index_select batches, Adam. On `device`
+    (benchmarks/bench_gpu.py: cuda) the data and the order live there."""
     nn = torch.nn
-    model = torch_mlp(torch, init, nn.ReLU)
+    model = torch_mlp(torch, init, nn.ReLU).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     criterion = nn.CrossEntropyLoss()
-    X = torch.from_numpy(x)
-    Y = torch.from_numpy(y.astype(np.int64))
+    X = torch.from_numpy(x).to(device)
+    Y = torch.from_numpy(y.astype(np.int64)).to(device)
     n = len(X)
     gen = torch.Generator().manual_seed(SEED)
 
     def one_epoch():
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)
         total = 0.0
-        for start in range(0, n, BATCH):
-            idx = perm[start : start + BATCH]
+        for start in range(0, n, batch):
+            idx = perm[start : start + batch]
             xb = X.index_select(0, idx)
             yb = Y.index_select(0, idx)
             opt.zero_grad(set_to_none=True)
