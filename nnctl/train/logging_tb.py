@@ -75,10 +75,11 @@ class TensorBoardWriter:
             if key not in NOT_SCALARS and isinstance(value, (int, float)) and value is not None:
                 self.writer.add_scalar(key, float(value), global_step=epoch)
         if self.histograms and network is not None:
+            params, grads = network.host_params(), network.device.to_host(network.flat_grads)  # once per epoch
             for name, (offset, shape) in network.param_slices.items():
                 size = int(np.prod(shape))
-                self.writer.add_histogram(f"weights/{name}", network.flat_params[offset : offset + size], epoch)
-                self.writer.add_histogram(f"gradients/{name}", network.flat_grads[offset : offset + size], epoch)
+                self.writer.add_histogram(f"weights/{name}", params[offset : offset + size], epoch)
+                self.writer.add_histogram(f"gradients/{name}", grads[offset : offset + size], epoch)
 
     def hparams(self) -> dict[str, Any]:
         flat = flat_config(self.config)
