@@ -62,8 +62,13 @@ def _on_term(signum, frame) -> None:
     terminated = signum
 
 
-def probe() -> dict:
-    """What a worker sees (used by tests): its BLAS variables, whether numpy came before them, its GPU."""
+def probe(hold_s: float = 0.0) -> dict:
+    """What a worker sees (used by tests): its BLAS variables, whether numpy came before them, its GPU.
+    `hold_s` keeps the worker busy that long first, so that tasks sent together reach different workers."""
+    if hold_s:
+        import time
+
+        time.sleep(hold_s)
     env = {var: os.environ.get(var) for var in BLAS_VARS}
     gpu = {"gpu": pinned_gpu, "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
     return {"env": env, "numpy_before_limits": _numpy_before_limits, "pid": os.getpid(), **gpu}

@@ -155,35 +155,24 @@ def test_objective_cv_scores_each_trial_by_its_folds(sweep_file, tmp_path):
 # --- GPUs: one trial per GPU (faked GPU counts; nothing here needs a GPU) ------------------------------
 
 
-def _probe_slowly(seconds):
-    import time
-
-    from nnctl.sweep.worker import probe
-
-    time.sleep(seconds)  # keeps this worker busy, so the next task goes to another one
-    return probe()
-
-
 def test_workers_are_pinned_one_per_gpu_and_a_replacement_takes_the_dead_ones_gpu():
     import os
 
-    executor = ProcessExecutor(3, threads=1, preload=None, gpus=["0", "1", "2"])
+    from nnctl.sweep.worker import probe
+
+    executor = ProcessExecutor(2, threads=1, preload=None, gpus=["3", "5"])
     try:
-        first = [executor.submit(_probe_slowly, 0.5) for _ in range(3)]
-        seen = [f.result(timeout=60) for f in first]
-        assert sorted(s["cuda_visible"] for s in seen) == ["0", "1", "2"]
+        seen = [f.result(timeout=60) for f in [executor.submit(probe, 0.3) for _ in range(2)]]
+        assert sorted(s["cuda_visible"] for s in seen) == ["3", "5"]  # one worker per GPU
         assert all(s["gpu"] == s["cuda_visible"] for s in seen)
-        by_pid = {s["pid"]: s["gpu"] for s in seen}
         died = executor.submit(os._exit, 3)  # one worker dies; its GPU is free again
         with pytest.raises(Exception, match="worker process died"):
             died.result(timeout=60)
-        again = [executor.submit(_probe_slowly, 0.5) for _ in range(3)]
-        later = [f.result(timeout=60) for f in again]
+        later = [f.result(timeout=60) for f in [executor.submit(probe, 0.3) for _ in range(2)]]
     finally:
         executor.shutdown()
-    assert sorted(s["cuda_visible"] for s in later) == ["0", "1", "2"]  # still one worker per GPU
-    replaced = [s for s in later if s["pid"] not in by_pid]
-    assert len(replaced) == 1
+    assert sorted(s["cuda_visible"] for s in later) == ["3", "5"]  # the new worker took the dead one's GPU
+    assert len({s["pid"] for s in later} - {s["pid"] for s in seen}) == 1
 
 
 def test_sweep_gpus_pins_only_cuda_sweeps_with_parallel_trials(monkeypatch):
