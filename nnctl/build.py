@@ -29,6 +29,9 @@ from nnctl.nn.network import Network
 from nnctl.rng import STREAM_DATA, STREAM_INIT, STREAM_SPLIT, rng_for
 
 SPLITS = ("train", "val", "test")
+# A split whose arrays take at most this many bytes is moved to a GPU once and batched there; a larger
+# one (or a memory-mapped one) moves batch by batch.
+RESIDENT_BYTES = 1 << 30
 
 
 @dataclass
@@ -66,8 +69,22 @@ class Experiment:
     dataset: Dataset | None = None
     table: TablePreprocessor | None = None  # a table's fitted column types, imputation and levels (checkpoint table/)
     # Where network, loss, optimizer, penalties and metrics compute; splits stay NumPy on the host and
-    # move to it batch by batch (the trainer's steps, evaluate()).
+    # move to it batch by batch, or once (resident()).
     device: Device = CPU
+    _resident: dict = field(default_factory=dict, repr=False)
+
+    def resident(self, split: str, training: bool = False) -> Split | None:
+        """The split's arrays on the device, moved once and kept; None where batches move one by one instead:
+        on the CPU (nothing to move), for training batches that augmentation changes on the host, for a
+        memory-mapped split or one over RESIDENT_BYTES."""
+        data = self.splits[split]
+        if self.device.kind == "cpu" or (training and self.augmentations):
+            return None
+        if split not in self._resident:
+            arrays = (data.x, data.y, data.y_true)
+            fits = all(isinstance(a, np.ndarray) for a in arrays) and sum(a.nbytes for a in arrays) <= RESIDENT_BYTES
+            self._resident[split] = Split(*(self.device.to_device(a) for a in arrays)) if fits else None
+        return self._resident[split]
 
     def raw_inputs(self, split: str) -> np.ndarray:
         """A split's inputs as `nnctl predict` takes them (Playground: the 2-D points)."""
@@ -110,6 +127,7 @@ class Experiment:
             metric.reset()
         loss_sum = 0.0
         to_device = self.device.to_device
+        data = self.resident(split) or data  # on a GPU: the split moved once; else each batch moves
         for start in starts:
             rows = slice(start, start + batch_size)
             out = self.network.forward(to_device(data.x[rows]), training=False)

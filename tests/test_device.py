@@ -138,13 +138,18 @@ def _train_on(device: Device, text: str, tmp_path):
     return experiment, result, ckpt
 
 
+@pytest.mark.parametrize("resident", [True, False], ids=["split-moved-once", "batches-moved"])
 @pytest.mark.parametrize("text", [CLASSIFY, REGRESS], ids=["classification", "regression"])
-def test_a_training_on_the_strict_device_equals_the_cpu_one(text, tmp_path):
+def test_a_training_on_the_strict_device_equals_the_cpu_one(text, resident, tmp_path, monkeypatch):
+    from nnctl import build
     from nnctl.train.evaluate import score_split
 
+    if not resident:  # every split too big to keep on the device: each batch moves
+        monkeypatch.setattr(build, "RESIDENT_BYTES", 0)
     cpu, cpu_result, cpu_ckpt = _train_on(CPU, text, tmp_path)
     strict, result, ckpt = _train_on(STRICT, text, tmp_path)
     assert strict.device is STRICT and isinstance(strict.network.flat_params, StrictArray)
+    assert (strict.resident("train", training=True) is not None) == resident and cpu.resident("train") is None
     drop = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in result.history] == [
         {k: v for k, v in r.items() if k not in drop} for r in cpu_result.history

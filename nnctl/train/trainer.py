@@ -77,7 +77,7 @@ def run_epoch(
     # Per-rank streams under MPI: pure functions of (seed, epoch, rank); with one process, today's.
     augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch, *comm.stream) if experiment.augmentations else None
     net.start_epoch(cfg.seed, epoch, STREAM_LAYERS, comm.stream)  # dropout masks and noise
-    to_device = net.device.to_device
+    resident = experiment.resident("train", training=True)  # on a GPU: the split moved once, batched there
     sums = {"loss": 0.0, "penalty": 0.0, "lr": base_lr}
     for k, start in enumerate(range(0, n, batch_size)):
         lr = base_lr if constant_lr else schedule.lr(base_lr, epoch - 1 + k / steps_per_epoch, epochs)
@@ -93,10 +93,7 @@ def run_epoch(
             comm.share = share  # for synchronized batch norm's backward
         batch_loss = 0.0
         if len(mine):
-            xb, yb = x_all.take(mine, axis=0), y_all.take(mine, axis=0)
-            for augmentation in experiment.augmentations:  # on the host, from the epoch's Generator
-                xb = augmentation(xb, augment_rng)
-            xb, yb = to_device(xb), to_device(yb)  # the batch moves once per step
+            xb, yb = _batch(experiment, resident, mine, augment_rng)
             batch_loss = loss_fn.forward(net.forward(xb, training=True), yb)
         finite = -math.inf < batch_loss < math.inf
         if finite and len(mine):
@@ -126,6 +123,20 @@ def run_epoch(
     if not bool(net.xp.isfinite(net.flat_params).all()):  # a NaN/Inf gradient with a finite loss
         return "diverged", sums
     return "completed", sums
+
+
+def _batch(experiment: Experiment, resident, rows: np.ndarray, augment_rng):
+    """A training batch on the device: gathered there from the resident split, or taken on the host,
+    augmented (from the epoch's Generator) and moved, once per step."""
+    to_device = experiment.device.to_device
+    if resident is not None:
+        rows = to_device(rows)
+        return resident.x.take(rows, axis=0), resident.y.take(rows, axis=0)
+    split = experiment.splits["train"]
+    xb, yb = split.x.take(rows, axis=0), split.y.take(rows, axis=0)
+    for augmentation in experiment.augmentations:
+        xb = augmentation(xb, augment_rng)
+    return to_device(xb), to_device(yb)
 
 
 def _synced_layers(net) -> list:
