@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from nnctl.optim.optimizers import Optimizer, OptimizerParams
