@@ -92,7 +92,7 @@ class Layer(OnDevice, Component):
         self.params[key] = self.device.to_device(np.ascontiguousarray(value, dtype=self.dtype))
         self.grads[key] = self.xp.zeros_like(self.params[key])
 
-    def _buffer(self, key: str, value: np.ndarray) -> None:
+    def _register_buffer(self, key: str, value: np.ndarray) -> None:
         """Non-trainable state (checkpointed) from host values, moved to the device (a copy: its own memory)."""
         self.buffers[key] = self.device.to_device(np.array(value))
 

@@ -85,8 +85,8 @@ class BatchNorm(_Affine):
     def _build(self, input_shape, rng):
         channels = _check_rank(self, input_shape)
         self._affine_params(channels)
-        self._buffer("running_mean", np.zeros(channels, dtype=self.dtype))
-        self._buffer("running_var", np.ones(channels, dtype=self.dtype))
+        self._register_buffer("running_mean", np.zeros(channels, dtype=self.dtype))
+        self._register_buffer("running_var", np.ones(channels, dtype=self.dtype))
         return input_shape
 
     def _synced(self) -> bool:
@@ -189,7 +189,7 @@ class BatchRenorm(BatchNorm):
 
     def _build(self, input_shape, rng):
         shape = super()._build(input_shape, rng)
-        self._buffer("steps", np.zeros(1, dtype=np.float64))  # counts training steps for the warm-up
+        self._register_buffer("steps", np.zeros(1, dtype=np.float64))  # counts training steps for the warm-up
         return shape
 
     def limits(self) -> tuple[float, float]:
