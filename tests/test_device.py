@@ -126,6 +126,43 @@ train: {epochs: 3, batch_size: 10}
 metrics: [mse, mae, rmse, r2]
 """
 
+IMAGES = """
+name: strict_images
+seed: 5
+data:
+  source: {type: digits_images}
+  split: {train: 0.2, val: 0.1, test: 0.7}
+  normalize: {method: minmax, per: all}
+  augment: [{type: flip, p: 0.5}]
+model:
+  layers:
+    - {type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu}
+    - {type: max_pool2d, pool_size: 2}
+    - {type: residual, layers: [{type: conv2d, filters: 6, kernel_size: 3, stride: 2, padding: same}]}
+    - {type: avg_pool2d, pool_size: 2}
+    - {type: flatten}
+    - {type: dense, units: 10}
+loss: cross_entropy
+optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
+train: {epochs: 2, batch_size: 32}
+metrics: [accuracy, top_k_accuracy]
+"""
+
+SEQUENCES = """
+name: strict_sequences
+seed: 6
+data: {source: {type: temporal_order, samples: 60, length: 8, distractors: 3}}
+model:
+  layers:
+    - {type: lstm, units: 5, return_sequences: true, bidirectional: true}
+    - {type: gru, units: 4, return_sequences: true}
+    - {type: simple_rnn, units: 3}
+    - {type: dense, units: 4}
+loss: cross_entropy
+optimizer: {type: rmsprop, lr: 0.01}
+train: {epochs: 2, batch_size: 16}
+"""
+
 
 def _train_on(device: Device, text: str, tmp_path):
     path = tmp_path / "strict.yaml"
@@ -139,7 +176,9 @@ def _train_on(device: Device, text: str, tmp_path):
 
 
 @pytest.mark.parametrize("resident", [True, False], ids=["split-moved-once", "batches-moved"])
-@pytest.mark.parametrize("text", [CLASSIFY, REGRESS], ids=["classification", "regression"])
+@pytest.mark.parametrize(
+    "text", [CLASSIFY, REGRESS, IMAGES, SEQUENCES], ids=["classification", "regression", "images", "sequences"]
+)
 def test_a_training_on_the_strict_device_equals_the_cpu_one(text, resident, tmp_path, monkeypatch):
     from nnctl import build
     from nnctl.train.evaluate import score_split
@@ -149,7 +188,9 @@ def test_a_training_on_the_strict_device_equals_the_cpu_one(text, resident, tmp_
     cpu, cpu_result, cpu_ckpt = _train_on(CPU, text, tmp_path)
     strict, result, ckpt = _train_on(STRICT, text, tmp_path)
     assert strict.device is STRICT and isinstance(strict.network.flat_params, StrictArray)
-    assert (strict.resident("train", training=True) is not None) == resident and cpu.resident("train") is None
+    augmented = bool(strict.augmentations)  # augmentation runs on the host: its batches always move
+    assert (strict.resident("train", training=True) is not None) == (resident and not augmented)
+    assert (strict.resident("val") is not None) == resident and cpu.resident("train") is None
     drop = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in result.history] == [
         {k: v for k, v in r.items() if k not in drop} for r in cpu_result.history

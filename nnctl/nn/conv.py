@@ -1,7 +1,7 @@
 """Convolutions over signals (conv1d, inputs (C, L)) and images (conv2d, inputs (C, H, W)).
 
 Users' layout is channel-first, as in PyTorch and most .npz files. Inside, the engine works
-channels-last: a layer moves the channel axis last (`np.moveaxis`, a view) and returns its result as
+channels-last: a layer moves the channel axis last (a transposed view) and returns its result as
 a channel-first *view* of a channels-last array. Conv and pooling layers that follow each other
 therefore pass channels-last memory along without a single transpose copy, the patch matrix of
 im2col is contiguous, and `flatten` still flattens in channel-first order (C, H, W).
@@ -27,7 +27,6 @@ import itertools
 from typing import Literal
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, model_validator
 
 from nnctl.errors import ConfigError
@@ -40,13 +39,13 @@ Padding = Literal["valid", "same"] | int
 
 
 def channels_last(x: np.ndarray) -> np.ndarray:
-    """(N, C, *S) -> (N, *S, C) view."""
-    return np.moveaxis(x, 1, -1)
+    """(N, C, *S) -> (N, *S, C) view (an array method: the same on every device)."""
+    return x.transpose(0, *range(2, x.ndim), 1)
 
 
 def channels_first(x: np.ndarray) -> np.ndarray:
     """(N, *S, C) -> (N, C, *S) view."""
-    return np.moveaxis(x, -1, 1)
+    return x.transpose(0, x.ndim - 1, *range(1, x.ndim - 1))
 
 
 def require_spatial(layer: Layer, input_shape: tuple[int, ...], dims: int) -> None:
@@ -79,7 +78,7 @@ class Scratch:
         buf = buffers.get(key)
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.zeros(shape, dtype=dtype)
+            buf = self.xp.zeros(shape, dtype=dtype)
             buffers[key] = buf
         elif zero:
             buf.fill(0)
@@ -88,8 +87,9 @@ class Scratch:
     def _ones(self, n: int) -> np.ndarray:
         """n ones: a bias gradient is ones @ dy, one GEMV pass (numpy's column sums of a tall array take 4-8x longer)."""
         ones = self._buffer("ones", (n,))
-        if n and ones[0] != 1:
+        if self.__dict__.get("_ones_filled") is not ones:  # new: filled once (no read back from a GPU)
             ones.fill(1)
+            self._ones_filled = ones
         return ones
 
 
@@ -145,7 +145,7 @@ class _Conv(Scratch, Layer):
             self._param("bias", np.zeros(self.filters))
         out_shape = (self.filters, *self.out_sizes)
         if self.activation is not None:
-            self.activation.build(out_shape, rng, self.dtype)
+            self.activation.build(out_shape, rng, self.dtype, self.device)
         return out_shape
 
     # --- numerics ---------------------------------------------------------------------------------
@@ -160,6 +160,7 @@ class _Conv(Scratch, Layer):
             yield offset, slices
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xp = self.xp
         n = len(x)
         xh = channels_last(x)  # (N, *S, C); a contiguous view when the previous layer is a conv/pool
         channels = xh.shape[-1]
@@ -167,32 +168,32 @@ class _Conv(Scratch, Layer):
         if any(a or b for a, b in self.pads):
             # Training reuses one padded scratch array (its border stays zero); eval may run on other batches.
             padded_shape = (n, *self.padded, channels)
-            xp = self._buffer("padded", padded_shape) if training else np.zeros(padded_shape, dtype=self.dtype)
+            padded = self._buffer("padded", padded_shape) if training else xp.zeros(padded_shape, dtype=self.dtype)
             inner = tuple(slice(a, a + s) for (a, _), s in zip(self.pads, xh.shape[1:-1], strict=True))
-            xp[(slice(None), *inner)] = xh
+            padded[(slice(None), *inner)] = xh
         else:
-            xp = xh
+            padded = xh
         patch_shape = (n, *self.out_sizes, *self.kernel, channels)
-        patches = self._buffer("patches", patch_shape) if training else np.empty(patch_shape, dtype=self.dtype)
+        patches = self._buffer("patches", patch_shape) if training else xp.empty(patch_shape, dtype=self.dtype)
         if channels == 1:  # one copy per kernel offset: runs along the width instead of the kernel's 3 taps
             lead = (slice(None),) * (self.dims + 1)
             for offset, slices in self._offsets():
-                patches[lead + offset] = xp[(slice(None), *slices)]
+                patches[lead + offset] = padded[(slice(None), *slices)]
         else:
-            windows = sliding_window_view(xp, self.effective, axis=spatial)  # (N, *S', C, *effective)
+            windows = xp.lib.stride_tricks.sliding_window_view(padded, self.effective, axis=spatial)  # (N, *S', C, *eff)
             pick = (slice(None),) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)
             pick += tuple(slice(None, None, d) for d in self.dilation)
             windows = windows[pick]  # (N, *out, C, *kernel)
             order = (0, *spatial, *range(self.dims + 2, 2 * self.dims + 2), self.dims + 1)
-            np.copyto(patches, windows.transpose(order))  # the one im2col copy: (N, *out, *kernel, C)
+            xp.copyto(patches, windows.transpose(order))  # the one im2col copy: (N, *out, *kernel, C)
         rows = n * int(np.prod(self.out_sizes))
         cols = patches.reshape(rows, -1)  # (N*out, k*k*C)
-        y = self._buffer("out", (rows, self.filters)) if training else np.empty((rows, self.filters), self.dtype)
-        np.dot(cols, self.params["weight"].reshape(-1, self.filters), out=y)  # (N*out, F), channels-last
+        y = self._buffer("out", (rows, self.filters)) if training else xp.empty((rows, self.filters), self.dtype)
+        xp.dot(cols, self.params["weight"].reshape(-1, self.filters), out=y)  # (N*out, F), channels-last
         if self.use_bias:
             y += self.params["bias"]
         if self.fused_relu:
-            np.maximum(y, 0, out=y)
+            xp.maximum(y, 0, out=y)
         if training:
             self._cache = (cols, xh.shape, y)
         y = channels_first(y.reshape(n, *self.out_sizes, self.filters))  # (N, F, *out) view
@@ -202,26 +203,27 @@ class _Conv(Scratch, Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         cols, in_shape, y = self._take_cache()
+        xp = self.xp
         if self.fused_relu:  # dy * (y > 0), written straight into the GEMM operand
             dy2 = self._buffer("dy", y.shape)
-            mask = np.greater(y, 0, out=self._buffer("mask", y.shape, dtype=bool))
+            mask = xp.greater(y, 0, out=self._buffer("mask", y.shape, dtype=bool))
             grid = (in_shape[0], *self.out_sizes, self.filters)  # dy may be any view: no reshape copy
-            np.multiply(channels_last(dy), mask.reshape(grid), out=dy2.reshape(grid))
+            xp.multiply(channels_last(dy), mask.reshape(grid), out=dy2.reshape(grid))
         else:
             if self.activation is not None:
                 dy = self.activation.backward(dy)
-            dy2 = np.ascontiguousarray(channels_last(dy)).reshape(y.shape)  # (N*out, F)
+            dy2 = xp.ascontiguousarray(channels_last(dy)).reshape(y.shape)  # (N*out, F)
         weight = self.params["weight"].reshape(-1, self.filters)
-        np.dot(cols.T, dy2, out=self.grads["weight"].reshape(weight.shape))
+        xp.dot(cols.T, dy2, out=self.grads["weight"].reshape(weight.shape))
         if self.use_bias:
-            np.dot(self._ones(len(dy2)), dy2, out=self.grads["bias"])
+            xp.dot(self._ones(len(dy2)), dy2, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None  # type: ignore[return-value]
         n, channels = in_shape[0], in_shape[-1]
         # dpatches per kernel offset, (k*k, N*out, C): each offset's block is contiguous, so the slice-adds
         # below run over whole rows (strided 32-float pieces of (N*out, k*k*C) took 2-3x longer).
         taps = weight.reshape(-1, channels, self.filters).transpose(0, 2, 1)  # (k*k, F, C) view
-        dpatches = np.matmul(dy2, taps, out=self._buffer("dpatches", (len(taps), len(dy2), channels)))
+        dpatches = xp.matmul(dy2, taps, out=self._buffer("dpatches", (len(taps), len(dy2), channels)))
         dxp = self._buffer("dx", (n, *self.padded, channels), zero=True)
         grid = (n, *self.out_sizes, channels)
         for k, (_, slices) in enumerate(self._offsets()):  # k*k slice-adds over the whole batch

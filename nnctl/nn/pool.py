@@ -89,14 +89,15 @@ class _Pool(Scratch, Layer):
 
 class _MaxPool(_Pool):
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xp = self.xp
         xh = channels_last(x)  # (N, *S, C)
         offsets = self._offsets()
         first = xh[offsets[0]]  # (N, *out, C)
-        y = self._buffer("out", first.shape, dtype=x.dtype) if training else np.empty(first.shape, dtype=x.dtype)
-        np.copyto(y, first)
+        y = self._buffer("out", first.shape, dtype=x.dtype) if training else xp.empty(first.shape, dtype=x.dtype)
+        xp.copyto(y, first)
         if not training:
             for sl in offsets[1:]:
-                np.maximum(y, xh[sl], out=y)
+                xp.maximum(y, xh[sl], out=y)
             return channels_first(y)
         # Training also records each window's winner: the offset of its first maximum (only a strictly
         # larger value replaces it, so later ties lose, as in PyTorch). The backward then reads this one
@@ -107,31 +108,32 @@ class _MaxPool(_Pool):
         larger = self._buffer("larger", y.shape, dtype=bool)
         candidate = self._buffer("candidate", y.shape, dtype=index)
         for k, sl in enumerate(offsets[1:], start=1):
-            np.greater(xh[sl], y, out=larger)
+            xp.greater(xh[sl], y, out=larger)
             # winner = k where larger, else unchanged: k exceeds every earlier offset, so a maximum does it
-            # (np.copyto(where=) and np.putmask take 50-70x longer than these two passes).
-            np.maximum(winner, np.multiply(larger, index(k), out=candidate), out=winner)
-            np.maximum(y, xh[sl], out=y)
+            # (numpy's copyto(where=) and putmask take 50-70x longer than these two passes).
+            xp.maximum(winner, xp.multiply(larger, index(k), out=candidate), out=winner)
+            xp.maximum(y, xh[sl], out=y)
         self._cache = (xh.shape, winner)
         return channels_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        xp = self.xp
         in_shape, winner = self._take_cache()
         dyh = channels_last(dy)
         if dyh.strides[-1] != dyh.itemsize:
             # Channels not innermost (dy from a flatten is channel-first): one transposing copy, rather than
             # every multiply below walking dy across the grain of dx.
             contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
-            np.copyto(contiguous, dyh)
+            xp.copyto(contiguous, dyh)
             dyh = contiguous
         dx = self._buffer("dx", in_shape, zero=self.overlap, dtype=dy.dtype)
         hit = self._buffer("hit", winner.shape, dtype=bool)
         for k, sl in enumerate(self._offsets()):
-            np.equal(winner, k, out=hit)
+            xp.equal(winner, k, out=hit)
             if self.overlap:
-                dx[sl] += np.multiply(dyh, hit, out=self._buffer("share", winner.shape, dtype=dy.dtype))
+                dx[sl] += xp.multiply(dyh, hit, out=self._buffer("share", winner.shape, dtype=dy.dtype))
             else:
-                np.multiply(dyh, hit, out=dx[sl])
+                xp.multiply(dyh, hit, out=dx[sl])
         return channels_first(dx)
 
 
@@ -142,14 +144,14 @@ class _AvgPool(_Pool):
         y = xh[offsets[0]].copy()
         for sl in offsets[1:]:
             y += xh[sl]
-        y *= np.asarray(1.0 / len(offsets), dtype=y.dtype)
+        y *= y.dtype.type(1.0 / len(offsets))
         if training:
             self._cache = xh.shape
         return channels_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         in_shape = self._take_cache()
-        share = channels_last(dy) * np.asarray(1.0 / np.prod(self.pool), dtype=dy.dtype)
+        share = channels_last(dy) * dy.dtype.type(1.0 / np.prod(self.pool))
         dx = self._buffer("dx", in_shape, zero=self.overlap, dtype=dy.dtype)
         for sl in self._offsets():
             if self.overlap:
@@ -179,8 +181,8 @@ class _GlobalAvgPool(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         in_shape = self._take_cache()
         positions = int(np.prod(in_shape[1:-1]))
-        dx = np.empty(in_shape, dtype=dy.dtype)
-        dx[...] = (dy * np.asarray(1.0 / positions, dtype=dy.dtype))[(slice(None),) + (None,) * self.dims]
+        dx = self.xp.empty(in_shape, dtype=dy.dtype)
+        dx[...] = (dy * dy.dtype.type(1.0 / positions))[(slice(None),) + (None,) * self.dims]
         return channels_first(dx)
 
 

@@ -68,10 +68,10 @@ def orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _sigmoid_(a: np.ndarray) -> np.ndarray:
-    """In place: a = 1 / (1 + exp(-a)), through tanh so it never overflows."""
+def _sigmoid_(a: np.ndarray, xp) -> np.ndarray:
+    """In place: a = 1 / (1 + exp(-a)), through tanh so it never overflows (`xp`: the array module)."""
     a *= 0.5
-    np.tanh(a, out=a)
+    xp.tanh(a, out=a)
     a *= 0.5
     a += 0.5
     return a
@@ -95,8 +95,8 @@ class _Recurrent(Layer):
     direction), and the state is the directions' states side by side, so every slice a cell takes
     covers all D directions.
 
-    A cell implements `_scan(xp, w) -> (states, cache)` and `_scan_back(cache, states, dseq, dlast, w)
-    -> (dxp, dgh)`, with xp the input projection (T, N, G) in step order, w the stacked weights,
+    A cell implements `_scan(proj, w) -> (states, cache)` and `_scan_back(cache, states, dseq, dlast, w)
+    -> (dxp, dgh)`, with proj the input projection (T, N, G) in step order, w the stacked weights,
     states (T + 1, N, D*H) (states[k] feeds step k, states[k + 1] is its output), and dxp, dgh the
     gradients of the input projection and of the recurrent product h @ weight_hh (T, N, G), from
     which the weight gradients follow as single GEMMs.
@@ -110,7 +110,7 @@ class _Recurrent(Layer):
         self.directions = [("", False)] + ([("_reverse", True)] if self.bidirectional else [])
         fuse = self.bidirectional and self.units <= FUSE_UNITS
         self.groups = [self.directions] if fuse else [[d] for d in self.directions]
-        self._ones = np.ones(0)
+        self._ones = None
         self._workspace: dict[tuple, np.ndarray] = {}
         self._phase = "train"
 
@@ -150,20 +150,21 @@ class _Recurrent(Layer):
     # --- forward / backward ------------------------------------------------------------------
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xp = self.xp
         n, t, f = x.shape
         h = self.units
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, N, F), time-major
+        xt = xp.ascontiguousarray(x.transpose(1, 0, 2))  # (T, N, F), time-major
         width = h * len(self.directions)
-        y = np.empty((n, t, width) if self.return_sequences else (n, width), dtype=x.dtype)
+        y = xp.empty((n, t, width) if self.return_sequences else (n, width), dtype=x.dtype)
         caches = []
         for j, group in enumerate(self.groups):
             self._phase = ("train" if training else "eval") + str(j)
             w = self._stack(group)
             xg = self._inputs(xt, group)
-            xp = self._buf("xp", (t, n, w["weight_ih"].shape[1]), x.dtype)
-            np.dot(xg, w["weight_ih"], out=xp.reshape(t * n, -1))  # (T*N, G): the input part of every step at once
-            xp += w["bias"]
-            s, cache = self._scan(xp, w)
+            proj = self._buf("xp", (t, n, w["weight_ih"].shape[1]), x.dtype)
+            xp.dot(xg, w["weight_ih"], out=proj.reshape(t * n, -1))  # (T*N, G): the input part of every step at once
+            proj += w["bias"]
+            s, cache = self._scan(proj, w)
             for i, (_, reverse) in enumerate(group):  # each direction's states into its columns of y
                 block, col = s[:, :, i * h : (i + 1) * h], self._column(group, i)
                 if self.return_sequences:  # a reverse direction's output for time t is states[T - t]
@@ -176,10 +177,11 @@ class _Recurrent(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        xp = self.xp
         (n, t, f), caches = self._take_cache()
         h = self.units
-        if len(self._ones) != t * n:
-            self._ones = np.ones(t * n, dtype=dy.dtype)
+        if self._ones is None or len(self._ones) != t * n:
+            self._ones = xp.ones(t * n, dtype=dy.dtype)
         dxt = None
         for j, (group, (xg, s, w, cache)) in enumerate(zip(self.groups, caches, strict=True)):
             self._phase = "backward" + str(j)
@@ -197,20 +199,20 @@ class _Recurrent(Layer):
             dgh = dgh.reshape(t * n, -1)
             prev = s[:-1].reshape(t * n, width)
             grads = {  # off the diagonal blocks: cross terms between directions, unused
-                "weight_ih": np.dot(xg.T, dxp),
-                "weight_hh": np.dot(prev.T, dgh),
-                "bias": np.dot(self._ones, dxp),
+                "weight_ih": xp.dot(xg.T, dxp),
+                "weight_hh": xp.dot(prev.T, dgh),
+                "bias": xp.dot(self._ones, dxp),
             }
             self._extra_grads(grads, dgh)
             self._unstack(grads, group)
             if self.needs_input_grad:
-                dxg = np.dot(dxp, w["weight_ih"].T).reshape(t, n, len(group), f)  # (T, N, D, F)
+                dxg = xp.dot(dxp, w["weight_ih"].T).reshape(t, n, len(group), f)  # (T, N, D, F)
                 for i, (_, reverse) in enumerate(group):
                     part = dxg[::-1, :, i] if reverse else dxg[:, :, i]  # back to time order
-                    dxt = part if dxt is None else np.add(dxt, part, out=dxt)
+                    dxt = part if dxt is None else xp.add(dxt, part, out=dxt)
         if not self.needs_input_grad:
             return None  # type: ignore[return-value]
-        return np.ascontiguousarray(dxt.transpose(1, 0, 2))
+        return xp.ascontiguousarray(dxt.transpose(1, 0, 2))
 
     def _extra_grads(self, grads: dict[str, np.ndarray], dgh: np.ndarray) -> None:
         pass
@@ -273,7 +275,7 @@ class _Recurrent(Layer):
         if buf is None:
             if len(self._workspace) > 128:  # many batch sizes seen (a layer keeps 20-50 per size): start over
                 self._workspace.clear()
-            buf = self._workspace[key] = np.empty(shape, dtype=dtype)
+            buf = self._workspace[key] = self.xp.empty(shape, dtype=dtype)
         return buf
 
     def _new_states(self, t: int, n: int, width: int, dtype, name: str = "s") -> np.ndarray:
@@ -287,7 +289,7 @@ class _Recurrent(Layer):
         if dlast is None:
             dh[...] = 0
         else:
-            np.copyto(dh, dlast)
+            self.xp.copyto(dh, dlast)
         return dh
 
     def describe(self) -> str:
@@ -295,7 +297,7 @@ class _Recurrent(Layer):
         extra += ", bidirectional" if self.bidirectional else ""
         return f"{self.name}({self.units}{extra})"
 
-    def _scan(self, xp, w):
+    def _scan(self, proj, w):
         raise NotImplementedError
 
     def _scan_back(self, cache, s, dseq, dlast, w):
@@ -309,37 +311,39 @@ class SimpleRNN(_Recurrent):
     class Params(RecurrentParams):
         activation: Literal["tanh", "relu"] = Field("tanh", description="Non-linearity of the state update.")
 
-    def _scan(self, xp, w):
-        t, n, h = xp.shape
+    def _scan(self, proj, w):
+        xp = self.xp
+        t, n, h = proj.shape
         w_hh = w["weight_hh"]
-        s = self._new_states(t, n, h, xp.dtype)
+        s = self._new_states(t, n, h, proj.dtype)
         for k in range(t):
             new = s[k + 1]
-            np.dot(s[k], w_hh, out=new)
-            new += xp[k]
+            xp.dot(s[k], w_hh, out=new)
+            new += proj[k]
             if self.activation == "tanh":
-                np.tanh(new, out=new)
+                xp.tanh(new, out=new)
             else:
-                np.maximum(new, 0, out=new)
+                xp.maximum(new, 0, out=new)
         return s, None
 
     def _scan_back(self, cache, s, dseq, dlast, w):
+        xp = self.xp
         t, n, h = s.shape[0] - 1, s.shape[1], s.shape[2]
         w_hh = w["weight_hh"]
         d = self._buf("d", (t, n, h), s.dtype)  # d loss / d pre-activation, per step
         deriv = self._buf("deriv", (t, n, h), s.dtype)  # the activation's derivative, every step at once
         if self.activation == "tanh":
-            np.multiply(s[1:], s[1:], out=deriv)
-            np.subtract(1, deriv, out=deriv)
+            xp.multiply(s[1:], s[1:], out=deriv)
+            xp.subtract(1, deriv, out=deriv)
         else:
-            np.greater(s[1:], 0, out=deriv)
+            xp.greater(s[1:], 0, out=deriv)
         dh = self._start_grad(dlast, n, h, s.dtype)
         for k in range(t - 1, -1, -1):
             if dseq is not None:
                 dh += dseq[k]
-            np.multiply(dh, deriv[k], out=d[k])
+            xp.multiply(dh, deriv[k], out=d[k])
             if k:  # the initial state is a constant: no gradient needed for it
-                np.dot(d[k], w_hh.T, out=dh)
+                xp.dot(d[k], w_hh.T, out=dh)
         return d, d
 
     def describe(self) -> str:
@@ -366,38 +370,45 @@ class LSTM(_Recurrent):
         """(scale, shift, q, p) for gate blocks h wide: all four gate activations as one affine-tanh-affine
         pass, sigmoid(a) = 0.5 tanh(a / 2) + 0.5; the derivative from the output u is u (q - u) + p,
         u (1 - u) for sigmoid and 1 - u^2 for tanh."""
-        sig = np.ones((4, h), dtype=bool)
-        sig[2] = False  # the g block is tanh
-        sig = sig.ravel()
-        return tuple(np.where(sig, a, b).astype(dtype) for a, b in ((0.5, 1.0), (0.5, 0.0), (1.0, 0.0), (0.0, 1.0)))
+        key = (h, np.dtype(dtype).str)
+        cached = self.__dict__.setdefault("_gate_constants", {})
+        if key not in cached:  # made on the host once, moved to the device once
+            sig = np.ones((4, h), dtype=bool)
+            sig[2] = False  # the g block is tanh
+            sig = sig.ravel()
+            pairs = ((0.5, 1.0), (0.5, 0.0), (1.0, 0.0), (0.0, 1.0))
+            cached[key] = tuple(self.device.to_device(np.where(sig, a, b).astype(dtype)) for a, b in pairs)
+        return cached[key]
 
-    def _scan(self, xp, w):
-        t, n, _ = xp.shape
+    def _scan(self, proj, w):
+        xp = self.xp
+        t, n, _ = proj.shape
         w_hh = w["weight_hh"]
         h = w_hh.shape[0]  # state width: units times directions
-        scale, shift, _, _ = self._constants(h, xp.dtype)
-        s = self._new_states(t, n, h, xp.dtype)
-        c = self._new_states(t, n, h, xp.dtype, "c")  # cell states, same layout
-        acts = self._buf("acts", (t, n, 4 * h), xp.dtype)  # gate outputs i, f, g, o
-        tc = self._buf("tc", (t, n, h), xp.dtype)  # tanh(c)
-        ig = self._buf("ig", (n, h), xp.dtype)
+        scale, shift, _, _ = self._constants(h, proj.dtype)
+        s = self._new_states(t, n, h, proj.dtype)
+        c = self._new_states(t, n, h, proj.dtype, "c")  # cell states, same layout
+        acts = self._buf("acts", (t, n, 4 * h), proj.dtype)  # gate outputs i, f, g, o
+        tc = self._buf("tc", (t, n, h), proj.dtype)  # tanh(c)
+        ig = self._buf("ig", (n, h), proj.dtype)
         for k in range(t):
             a = acts[k]
-            np.dot(s[k], w_hh, out=a)
-            a += xp[k]
+            xp.dot(s[k], w_hh, out=a)
+            a += proj[k]
             a *= scale
-            np.tanh(a, out=a)
+            xp.tanh(a, out=a)
             a *= scale
             a += shift
             c_new = c[k + 1]
-            np.multiply(a[:, h : 2 * h], c[k], out=c_new)  # f * c
-            np.multiply(a[:, :h], a[:, 2 * h : 3 * h], out=ig)  # i * g
+            xp.multiply(a[:, h : 2 * h], c[k], out=c_new)  # f * c
+            xp.multiply(a[:, :h], a[:, 2 * h : 3 * h], out=ig)  # i * g
             c_new += ig
-            np.tanh(c_new, out=tc[k])
-            np.multiply(a[:, 3 * h :], tc[k], out=s[k + 1])  # o * tanh(c)
+            xp.tanh(c_new, out=tc[k])
+            xp.multiply(a[:, 3 * h :], tc[k], out=s[k + 1])  # o * tanh(c)
         return s, (c, acts, tc)
 
     def _scan_back(self, cache, s, dseq, dlast, w):
+        xp = self.xp
         c, acts, tc = cache
         t, n, h = s.shape[0] - 1, s.shape[1], s.shape[2]
         w_hh = w["weight_hh"]
@@ -406,12 +417,12 @@ class LSTM(_Recurrent):
         # What does not depend on the incoming gradient, for every step at once: the gate activations'
         # derivatives u (q - u) + p, and o (1 - tanh(c)^2), the path from h to c.
         deriv = self._buf("deriv", (t, n, 4 * h), s.dtype)
-        np.subtract(q, acts, out=deriv)
+        xp.subtract(q, acts, out=deriv)
         deriv *= acts
         deriv += p
         oc = self._buf("oc", (t, n, h), s.dtype)
-        np.multiply(tc, tc, out=oc)
-        np.subtract(1, oc, out=oc)
+        xp.multiply(tc, tc, out=oc)
+        xp.subtract(1, oc, out=oc)
         oc *= acts[:, :, 3 * h :]
         dh = self._start_grad(dlast, n, h, s.dtype)
         dc = self._buf("dc", (n, h), s.dtype)
@@ -421,16 +432,16 @@ class LSTM(_Recurrent):
             if dseq is not None:
                 dh += dseq[k]
             a, dk = acts[k], d[k]
-            np.multiply(dh, oc[k], out=tmp)  # dc += dh * o * (1 - tanh(c)^2)
+            xp.multiply(dh, oc[k], out=tmp)  # dc += dh * o * (1 - tanh(c)^2)
             dc += tmp
-            np.multiply(dc, a[:, 2 * h : 3 * h], out=dk[:, :h])  # d i
-            np.multiply(dc, c[k], out=dk[:, h : 2 * h])  # d f
-            np.multiply(dc, a[:, :h], out=dk[:, 2 * h : 3 * h])  # d g
-            np.multiply(dh, tc[k], out=dk[:, 3 * h :])  # d o
+            xp.multiply(dc, a[:, 2 * h : 3 * h], out=dk[:, :h])  # d i
+            xp.multiply(dc, c[k], out=dk[:, h : 2 * h])  # d f
+            xp.multiply(dc, a[:, :h], out=dk[:, 2 * h : 3 * h])  # d g
+            xp.multiply(dh, tc[k], out=dk[:, 3 * h :])  # d o
             dk *= deriv[k]
             if k:
                 dc *= a[:, h : 2 * h]  # through c = f * c_prev + ...
-                np.dot(dk, w_hh.T, out=dh)
+                xp.dot(dk, w_hh.T, out=dh)
         return d, d
 
 
@@ -444,32 +455,34 @@ class GRU(_Recurrent):
     def _extra_params(self, sfx):
         self._param("bias_hn" + sfx, np.zeros(self.units))
 
-    def _scan(self, xp, w):
-        t, n, _ = xp.shape
+    def _scan(self, proj, w):
+        xp = self.xp
+        t, n, _ = proj.shape
         w_hh, b_hn = w["weight_hh"], w["bias_hn"]
         h = w_hh.shape[0]  # state width: units times directions
-        s = self._new_states(t, n, h, xp.dtype)
-        rz = self._buf("rz", (t, n, 2 * h), xp.dtype)  # reset and update gates
-        nn = self._buf("nn", (t, n, h), xp.dtype)  # candidate states
-        ghn = self._buf("ghn", (t, n, h), xp.dtype)  # h W_hn + b_hn, what the reset gate scales
-        gh = self._buf("gh", (n, 3 * h), xp.dtype)
+        s = self._new_states(t, n, h, proj.dtype)
+        rz = self._buf("rz", (t, n, 2 * h), proj.dtype)  # reset and update gates
+        nn = self._buf("nn", (t, n, h), proj.dtype)  # candidate states
+        ghn = self._buf("ghn", (t, n, h), proj.dtype)  # h W_hn + b_hn, what the reset gate scales
+        gh = self._buf("gh", (n, 3 * h), proj.dtype)
         gh_rz, gh_n = gh[:, : 2 * h], gh[:, 2 * h :]
-        xp_rz, xp_n = xp[:, :, : 2 * h], xp[:, :, 2 * h :]
+        xp_rz, xp_n = proj[:, :, : 2 * h], proj[:, :, 2 * h :]
         for k in range(t):
             prev, new, g, cand = s[k], s[k + 1], rz[k], nn[k]
-            np.dot(prev, w_hh, out=gh)
-            np.add(xp_rz[k], gh_rz, out=g)
-            _sigmoid_(g)
-            np.add(gh_n, b_hn, out=ghn[k])
-            np.multiply(g[:, :h], ghn[k], out=cand)
+            xp.dot(prev, w_hh, out=gh)
+            xp.add(xp_rz[k], gh_rz, out=g)
+            _sigmoid_(g, self.xp)
+            xp.add(gh_n, b_hn, out=ghn[k])
+            xp.multiply(g[:, :h], ghn[k], out=cand)
             cand += xp_n[k]
-            np.tanh(cand, out=cand)
-            np.subtract(prev, cand, out=new)  # h' = n + z (h - n)
+            xp.tanh(cand, out=cand)
+            xp.subtract(prev, cand, out=new)  # h' = n + z (h - n)
             new *= g[:, h:]
             new += cand
         return s, (rz, nn, ghn)
 
     def _scan_back(self, cache, s, dseq, dlast, w):
+        xp = self.xp
         rz, nn, ghn = cache
         t, n, h = s.shape[0] - 1, s.shape[1], s.shape[2]
         w_hh = w["weight_hh"]
@@ -480,17 +493,17 @@ class GRU(_Recurrent):
         # each step is five products: d a_n = dh (1 - z)(1 - n^2); d a_r = d a_n (h W_hn + b_hn) r (1 - r);
         # d a_z = dh (h - n) z (1 - z); and the direct path h' <- z h.
         one_minus_z = self._buf("omz", (t, n, h), s.dtype)
-        np.subtract(1, z, out=one_minus_z)
+        xp.subtract(1, z, out=one_minus_z)
         za = self._buf("za", (t, n, h), s.dtype)  # (1 - z)(1 - n^2)
-        np.multiply(nn, nn, out=za)
-        np.subtract(1, za, out=za)
+        xp.multiply(nn, nn, out=za)
+        xp.subtract(1, za, out=za)
         za *= one_minus_z
         gs = self._buf("gs", (t, n, h), s.dtype)  # (h W_hn + b_hn) r (1 - r)
-        np.subtract(1, r, out=gs)
+        xp.subtract(1, r, out=gs)
         gs *= r
         gs *= ghn
         pzs = self._buf("pzs", (t, n, h), s.dtype)  # (h - n) z (1 - z)
-        np.subtract(s[:-1], nn, out=pzs)
+        xp.subtract(s[:-1], nn, out=pzs)
         pzs *= z
         pzs *= one_minus_z
         dh = self._start_grad(dlast, n, h, s.dtype)
@@ -499,17 +512,17 @@ class GRU(_Recurrent):
             if dseq is not None:
                 dh += dseq[k]
             dghk, dan = dgh[k], dxp[k, :, 2 * h :]
-            np.multiply(dh, za[k], out=dan)
-            np.multiply(dan, gs[k], out=dghk[:, :h])  # d a_r
-            np.multiply(dh, pzs[k], out=dghk[:, h : 2 * h])  # d a_z
-            np.multiply(dan, r[k], out=dghk[:, 2 * h :])  # r d a_n
+            xp.multiply(dh, za[k], out=dan)
+            xp.multiply(dan, gs[k], out=dghk[:, :h])  # d a_r
+            xp.multiply(dh, pzs[k], out=dghk[:, h : 2 * h])  # d a_z
+            xp.multiply(dan, r[k], out=dghk[:, 2 * h :])  # r d a_n
             if k:
-                np.multiply(dh, z[k], out=dhz)
-                np.dot(dghk, w_hh.T, out=dh)
+                xp.multiply(dh, z[k], out=dhz)
+                xp.dot(dghk, w_hh.T, out=dh)
                 dh += dhz
         dxp[:, :, : 2 * h] = dgh[:, :, : 2 * h]  # the gates' pre-activations get the same gradient from both sides
         return dxp, dgh
 
     def _extra_grads(self, grads, dgh):
-        sums = np.dot(self._ones, dgh)  # a GEMV over all columns beats one over a strided slice
+        sums = self.xp.dot(self._ones, dgh)  # a GEMV over all columns beats one over a strided slice
         grads["bias_hn"] = sums[2 * (sums.shape[0] // 3) :]
