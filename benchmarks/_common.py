@@ -143,7 +143,23 @@ def machine_info(torch=None) -> dict[str, Any]:
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
+    info["blas"] = blas_kernel()
     return info
+
+
+def blas_kernel() -> str | None:
+    """numpy's BLAS and the kernel it runs ("openblas Haswell"), or None without threadpoolctl.
+
+    OPENBLAS_CORETYPE picks the kernel: on an AVX-512 CPU, Haswell's (AVX2) does about half the GEMM
+    FLOP/s of SkylakeX's, which moves conv and dense timings by up to 2x; PyTorch does not read it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            return f"{pool.get('internal_api')} {pool.get('architecture') or ''}".strip()
+    return None
 
 
 def profile_top(fn: Callable[[], Any], top: int = 20) -> str:

@@ -8,8 +8,9 @@ same network (same initial weights, copied from nnctl's), data and batching run 
 
     python benchmarks/bench_cnn.py [--epochs 3] [--json] [--quick] [--no-torch] [--profile]
 
-Ratio = torch seconds / nnctl seconds: above 1 means nnctl is faster (the issue's target is a ratio
-of at least 1 / 1.6 = 0.625, i.e. nnctl within 1.6x of PyTorch's time).
+Ratio = torch seconds / nnctl seconds: above 1 means nnctl is faster (issue 14's target is a ratio
+of at least 1 / 1.2 = 0.83, i.e. nnctl within 1.2x of PyTorch's time). The header names numpy's BLAS
+kernel: OPENBLAS_CORETYPE=Haswell on an AVX-512 machine halves nnctl's GEMM speed, not PyTorch's.
 """
 
 from __future__ import annotations
@@ -196,13 +197,14 @@ def main() -> None:
     r = result["ratio_torch_over_nnctl"]
     lines = [
         f"CNN conv32-pool-conv64-pool-fc128-fc10, sgd momentum, batch {BATCH}, {samples} samples 1x{SIZE}x{SIZE}, "
-        f"float32, {m['threads']} threads  [{m['cpu']}; numpy {m['numpy']}, torch {m['torch']}; CPU steal {steal_txt}]",
+        f"float32, {m['threads']} threads  [{m['cpu']}; numpy {m['numpy']} ({m['blas'] or 'BLAS n/a'}), torch {m['torch']}; "
+        f"CPU steal {steal_txt}; load {m.get('load_avg_1m', 'n/a')}]",
         f"(data generation + npz write {data_s:.2f} s; nnctl load + build {build_s:.2f} s; not timed below)",
         line("nnctl", result["nnctl"]),
         line("torch", result["torch"]),
         f"peak memory (RSS): {rss_before:.0f} MB after build, {rss_nnctl:.0f} MB after nnctl's first epoch",
         f"ratio torch/nnctl: {fmt_ratio(r)} (>1: nnctl faster)"
-        + ("" if r is None else f"; nnctl takes {1 / r:.2f}x PyTorch's time (target <= 1.6x)"),
+        + ("" if r is None else f"; nnctl takes {1 / r:.2f}x PyTorch's time (target <= 1.2x)"),
     ]
     emit(result, args.json, lines)
 
