@@ -80,7 +80,7 @@ def resume_training(
         if not run.has_checkpoint("last") and run.read_summary().get("status") in (None, "running", "failed"):
             # Stopped (a SIGKILL, a power cut, a dead rank) between writing config.yaml and saving the initial weights:
             # nothing was trained, so resuming is training the saved config from the start, here.
-            experiment = build_experiment(read_run_config(run, allow_plugins), comm=comm)
+            experiment = build_experiment(read_run_config(run, allow_plugins), comm=comm, device=on)
             check_workers(experiment, comm.size)
             return experiment, None, {"epoch": 0}, run.path, None
         opened = open_run(run_dir, "last", allow_plugins)

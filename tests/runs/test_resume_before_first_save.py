@@ -58,3 +58,17 @@ def test_a_completed_run_without_checkpoints_is_not_retrained(tmp_path):
         path.unlink()
     with pytest.raises(NnctlError, match="no checkpoint 'last'"):
         resume_training(run.run_dir)
+
+
+def test_a_run_killed_before_its_first_save_resumes_on_the_device_asked(tmp_path):
+    """--device on resume applies to a run that never saved too (here: a cuda run continued on the CPU)."""
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    part = run_training(tmp_path / "c.yaml", runs_dir=tmp_path / "part")
+    _killed_before_first_save(part.run_dir, "running")
+    saved = yaml.safe_load((part.run_dir / "config.yaml").read_text())
+    saved["train"]["device"] = "cuda"
+    (part.run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    resumed = resume_training(part.run_dir, device="cpu")
+    assert resumed.status == "completed"
