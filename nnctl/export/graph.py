@@ -42,11 +42,21 @@ class Graph:
         self._used: dict[str, int] = {}
         self.scope = ""  # prefix of new names: the layer being exported ("3.layers.1.")
 
+    def reserve(self, names) -> None:
+        """Names taken already (a table run's graph inputs, named by column): name() never hands them out."""
+        for name in names:
+            self._used[name] = max(self._used.get(name, 0), 1)
+
     def name(self, hint: str) -> str:
         base = f"{self.scope}{hint}"
         count = self._used.get(base, 0)
+        name = base if count == 0 else f"{base}_{count}"
+        while count and name in self._used:  # a suffixed name can be a reserved one too
+            count += 1
+            name = f"{base}_{count}"
         self._used[base] = count + 1
-        return base if count == 0 else f"{base}_{count}"
+        self._used.setdefault(name, 1)
+        return name
 
     def const(self, value: Any, hint: str = "const", dtype=None) -> str:
         """An initializer holding `value` (floats in the graph's dtype unless `dtype` says otherwise)."""

@@ -197,6 +197,7 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
     if table is not None:
         from nnctl.export.table import table_features
 
+        g.reserve(table.input_names)  # the graph's inputs are named by column: no tensor made here takes one
         graph_inputs, x = table_features(g, table)
     else:
         graph_inputs = [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *raw_shape])]
@@ -237,6 +238,13 @@ def build_model(experiment, opset: int = DEFAULT_OPSET, run_name: str = "", chec
         g.scope = ""
         outputs["output"] = (z, onnx.TensorProto.FLOAT, out_shape)
         outputs["values"] = (values, onnx.TensorProto.DOUBLE, out_shape)
+    clash = [n for n in outputs if table is not None and n in table.input_names]
+    if clash:
+        raise ExportError(
+            f"run {run_name or config.name}: its input column '{clash[0]}' has the name of an output of the exported "
+            f"model ({', '.join(outputs)}); ONNX needs each name once: rename the column in the data (its header) "
+            "and train again, or use nnctl predict / nnctl serve for this run."
+        )
     for name, (tensor, _, _) in outputs.items():
         g.nodes.append(onnx.helper.make_node("Identity", [tensor], [name], name=f"{name}_identity"))
 

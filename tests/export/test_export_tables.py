@@ -178,3 +178,41 @@ def test_a_table_regression_with_two_targets_exports_its_values(tmp_path):
     check = json.loads(exported.stdout)["check"]
     assert check["task"] == "regression" and check["max_abs_values"] > 50  # in the data's units
     assert check["max_abs_diff_values"] <= TOLERANCE * check["max_abs_values"]
+
+
+def _names_table_run(tmp_path, columns: list[str]) -> Path:
+    """A small classification table run whose feature columns have these names (the first numeric, the second text)."""
+    rng = np.random.default_rng(3)
+    lines = [",".join([*columns, "label"])]
+    for _ in range(80):
+        v, kind = rng.uniform(0, 10), rng.choice(["a", "b"])
+        lines.append(f"{v:.3f},{kind},{int(v > 5)}")
+    (tmp_path / "n.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "name": "names",
+        "seed": 1,
+        "data": {"source": {"type": "csv", "path": str(tmp_path / "n.csv"), "target": "label"}},
+        "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"}, {"type": "dense", "units": 2}]},
+        "loss": "cross_entropy",
+        "optimizer": {"type": "adam", "lr": 0.01},
+        "train": {"epochs": 2, "batch_size": 16},
+    }
+    (tmp_path / "n.yaml").write_text(yaml.safe_dump(config))
+    trained = runner.invoke(app, ["train", str(tmp_path / "n.yaml"), "--runs-dir", str(tmp_path / "r"), "-q", "--json"])
+    assert trained.exit_code == 0, trained.output
+    return Path(json.loads(trained.stdout)["run_dir"])
+
+
+def test_a_column_named_like_an_output_is_refused_with_exit_2(tmp_path):
+    run_dir = _names_table_run(tmp_path, ["logits", "kind"])
+    exported = runner.invoke(app, ["export", str(run_dir)])
+    assert exported.exit_code == 2, exported.output
+    assert "'logits'" in exported.output and "rename" in exported.output
+
+
+def test_a_column_named_like_an_inner_tensor_exports(tmp_path):
+    """Graph names made for the encoding never take a column's name (the graph must stay in SSA form)."""
+    run_dir = _names_table_run(tmp_path, ["size", "input.size.missing"])
+    exported = runner.invoke(app, ["export", str(run_dir), "--check"])
+    assert exported.exit_code == 0, exported.output
+    assert "class_disagreements 0" in exported.output
