@@ -303,3 +303,12 @@ def test_eval_and_predict_take_device_cpu(tiny_run):
     for args in (["eval", str(run), "--device", "cpu"], ["predict", str(run), str(folder / "in.csv"), "--device", "cpu"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
+
+
+def test_rel_error_tells_nan_from_infinity():
+    from nnctl.devicecheck import rel_error
+
+    assert rel_error(np.array([1.0, np.nan]), np.array([1.0, np.nan])) == 0.0
+    assert rel_error(np.array([1.0, np.inf]), np.array([1.0, np.inf])) == 0.0
+    assert rel_error(np.array([1.0, np.inf]), np.array([1.0, np.nan])) == float("inf")
+    assert rel_error(np.array([np.inf]), np.array([-np.inf])) == float("inf")
