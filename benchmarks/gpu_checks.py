@@ -77,23 +77,28 @@ def _train_and_score(raw_or_path, device, overrides: list[str]) -> dict:
     return {"status": result.status, "epochs": result.epochs, "seconds": round(seconds, 3), **scores["metrics"]}
 
 
-def mlp_check_config(path: str, epochs: int) -> dict:
+def mlp_check_config(path: str, epochs: int, threads: int | str = "auto") -> dict:
     raw = bench_mlp.mlp_config(path)
     raw["data"]["split"] = {"train": 0.8, "val": 0.1, "test": 0.1}
-    raw["train"].update(epochs=epochs, monitor="val_loss")
+    raw["train"].update(epochs=epochs, monitor="val_loss", threads=threads)
     raw["metrics"] = ["accuracy"]
     return raw
 
 
 def check_trainings(device, quick: bool) -> dict:
     runs = {}
+    # CPU against CPU (the self-test) must agree bit for bit, so both runs get one BLAS thread: with
+    # threads: auto each run picks its count from the machine's load at its start, and a different count
+    # sums in another order (on a busy machine the quick MLP's two runs ended 0.98 points apart).
+    threads = 1 if quick or device.kind == "cpu" else "auto"
     with tempfile.TemporaryDirectory(prefix="nnctl-gpu-checks-") as tmp:
         x, y = bench_mlp.make_data(2048 if quick else 60_000)
         path = os.path.join(tmp, "mlp.npz")
         np.savez(path, x=x, y=y)
+        cnn = ["train.epochs=2"] if quick else []
         cases = {
-            "digits_cnn.yaml": (str(_common.ROOT + "/configs/digits_cnn.yaml"), ["train.epochs=2"] if quick else []),
-            "mlp_benchmark": (mlp_check_config(path, 1 if quick else 5), []),
+            "digits_cnn.yaml": (str(_common.ROOT + "/configs/digits_cnn.yaml"), cnn + [f"train.threads={threads}"]),
+            "mlp_benchmark": (mlp_check_config(path, 1 if quick else 5, threads), []),
         }
         for name, (source, overrides) in cases.items():
             cpu = _train_and_score(source, CPU, overrides)
