@@ -12,12 +12,12 @@ from nnctl import registry
 from nnctl.build import build_experiment, build_network, load_dataset, split_rows
 from nnctl.config import config_lines, dump_config, load_config_detailed, value_sources
 from nnctl.data.tabular import fit_table
+from nnctl.device import resolve_device
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.parallel import SingleProcess, agree, note_run_dir
 from nnctl.runs.checkpoint import Checkpoint
 from nnctl.runs.integrity import check_train_state, write_failed
 from nnctl.runs.lock import RunLock, locked
-from nnctl.device import resolve_device
 from nnctl.runs.reopen import check_resumable, open_run, read_run_config
 from nnctl.runs.rundir import RunDir
 from nnctl.train.preflight import check_before_run
@@ -77,9 +77,11 @@ def resume_training(
         run = RunDir.open(run_dir)
         if comm.rank == 0:  # one session per run directory
             lock = RunLock(run.path).acquire()
-        if not run.has_checkpoint("last") and run.read_summary().get("status") in (None, "running", "failed"):
-            # Stopped (a SIGKILL, a power cut, a dead rank) between writing config.yaml and saving the initial weights:
-            # nothing was trained, so resuming is training the saved config from the start, here.
+        unsaved = run.read_summary().get("status") in (None, "running", "failed") and not run.read_metrics()
+        if unsaved and not run.has_checkpoint("last"):
+            # Stopped (a SIGKILL, a power cut, a dead rank) between writing config.yaml and saving the initial
+            # weights: no epoch was trained, so resuming is training the saved config from the start, here.
+            # (A run with epochs in metrics.csv but no last.npz was tampered with: open_run refuses it.)
             experiment = build_experiment(read_run_config(run, allow_plugins), comm=comm, device=on)
             check_workers(experiment, comm.size)
             return experiment, None, {"epoch": 0}, run.path, None

@@ -72,3 +72,14 @@ def test_a_run_killed_before_its_first_save_resumes_on_the_device_asked(tmp_path
     (part.run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     resumed = resume_training(part.run_dir, device="cpu")
     assert resumed.status == "completed"
+
+
+def test_a_run_with_trained_epochs_but_no_checkpoint_is_not_retrained(tmp_path):
+    """Epochs in metrics.csv mean the run trained: a missing last.npz is damage to report, not a fresh start."""
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    run = run_training(tmp_path / "c.yaml", runs_dir=tmp_path / "runs")
+    for path in (run.run_dir / "checkpoints").iterdir():
+        path.unlink()
+    (run.run_dir / "summary.json").write_text(json.dumps({"name": "early", "status": "running"}))
+    with pytest.raises(NnctlError, match="no checkpoint 'last'"):
+        resume_training(run.run_dir)
