@@ -182,14 +182,22 @@ def main() -> int:
         "cupy": getattr(device.xp, "__version__", None) if device.kind == "cuda" else None,
         "cupy_tf32": os.environ.get("CUPY_TF32", "0"),
     }
-    for name, check in (("components", check_components), ("trainings", check_trainings), ("benchmark", check_benchmark)):
+    for name, check in (
+        ("components", check_components),
+        ("trainings", check_trainings),
+        ("benchmark", check_benchmark),
+    ):
         t0 = time.perf_counter()
         try:
             results[name] = check(device) if name == "components" else check(device, args.quick)
         except Exception as exc:  # noqa: BLE001 - a crashed check is a failed check; the others still run
             import traceback
 
-            results[name] = {"passed": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            results[name] = {
+                "passed": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
         results[name]["seconds"] = round(time.perf_counter() - t0, 2)
         print(f"gpu_checks: {name}: {'passed' if results[name]['passed'] else 'FAILED'} ({results[name]['seconds']} s)")
     results["passed"] = all(results[name]["passed"] for name in ("components", "trainings", "benchmark"))
@@ -199,7 +207,9 @@ def main() -> int:
         (args.out_dir / "gpu_checks.md").write_text(markdown(results))
     except (KeyError, TypeError):  # a crashed check has no table; the JSON holds its error
         (args.out_dir / "gpu_checks.md").write_text(f"see gpu_checks.json: passed {results['passed']}\n")
-    print(f"gpu_checks: {'all passed' if results['passed'] else 'SOME FAILED'}; wrote {args.out_dir}/gpu_checks.json, .md")
+    print(
+        f"gpu_checks: {'all passed' if results['passed'] else 'SOME FAILED'}; wrote {args.out_dir}/gpu_checks.json, .md"
+    )
     return 0 if results["passed"] else 1
 
 

@@ -303,7 +303,9 @@ def build_regularization(config: BaseModel, network: Network) -> tuple[list, lis
     Global `regularizers:` apply to every layer's weights, a layer's own list to its weights only."""
     device = network.device
     global_regs = [registry.REGULARIZERS.create(spec).to(device) for spec in config.regularizers]
-    per_layer = [[registry.REGULARIZERS.create(r).to(device) for r in spec.regularizers] for spec in config.model.layers]
+    per_layer = [
+        [registry.REGULARIZERS.create(r).to(device) for r in spec.regularizers] for spec in config.model.layers
+    ]
     penalties, constraints = [], []
     for index, _, w, g in network.penalized():
         for reg in global_regs + per_layer[index]:
@@ -417,8 +419,10 @@ def build_experiment(
         if top >= dataset.num_classes or int(dataset.y.min()) < 0:
             raise DataError(f"class label {top} is out of range for {dataset.num_classes} classes.")
 
-    optimizer = registry.OPTIMIZERS.create(config.optimizer).to(device).bind(
-        network.flat_params, network.flat_grads, network.decay_mask()
+    optimizer = (
+        registry.OPTIMIZERS.create(config.optimizer)
+        .to(device)
+        .bind(network.flat_params, network.flat_grads, network.decay_mask())
     )
     penalties, constraints = build_regularization(config, network)
     metrics = build_metrics(config.metrics, dataset.task, dataset.num_classes, device)

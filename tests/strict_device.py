@@ -37,7 +37,9 @@ def _unwrap(value, allow_host: bool = False, where: str = ""):
     if isinstance(value, StrictArray):
         return value.a
     if isinstance(value, np.ndarray) and not allow_host:
-        raise StrictError(f"{where}: a host numpy array (shape {value.shape}) mixed with device arrays; move it with to_device")
+        raise StrictError(
+            f"{where}: a host numpy array (shape {value.shape}) mixed with device arrays; move it with to_device"
+        )
     if isinstance(value, tuple):
         return tuple(_unwrap(v, allow_host, where) for v in value)
     if isinstance(value, list):
@@ -91,7 +93,9 @@ class StrictArray:
 
             def method(*args, **kwargs):
                 where = f"ndarray.{name}"
-                return _wrap(value(*_unwrap(args, where=where), **{k: _unwrap(v, where=where) for k, v in kwargs.items()}))
+                return _wrap(
+                    value(*_unwrap(args, where=where), **{k: _unwrap(v, where=where) for k, v in kwargs.items()})
+                )
 
             return method
         return _wrap(value)
@@ -151,9 +155,7 @@ def _unary(name):
     return op
 
 
-for _name in (
-    "add sub mul truediv floordiv mod pow matmul and or xor lshift rshift".split()
-):
+for _name in "add sub mul truediv floordiv mod pow matmul and or xor lshift rshift".split():
     setattr(StrictArray, f"__{_name}__", _binary(f"__{_name}__"))
     setattr(StrictArray, f"__r{_name}__", _binary(f"__r{_name}__"))
     setattr(StrictArray, f"__i{_name}__", _inplace(f"__i{_name}__"))

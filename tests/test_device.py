@@ -300,7 +300,10 @@ def test_every_command_with_device_cuda_is_an_exit_2_error(monkeypatch, missing,
 
 def test_eval_and_predict_take_device_cpu(tiny_run):
     folder, run = tiny_run
-    for args in (["eval", str(run), "--device", "cpu"], ["predict", str(run), str(folder / "in.csv"), "--device", "cpu"]):
+    for args in (
+        ["eval", str(run), "--device", "cpu"],
+        ["predict", str(run), str(folder / "in.csv"), "--device", "cpu"],
+    ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
 

@@ -12,7 +12,14 @@ from tests.device_cases import device_cases
 
 def test_gpu_checks_self_test_on_the_cpu(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py"), str(tmp_path / "out"), "--device", "cpu", "--quick"],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_checks.py"),
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--quick",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

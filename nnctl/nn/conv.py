@@ -180,7 +180,9 @@ class _Conv(Scratch, Layer):
             for offset, slices in self._offsets():
                 patches[lead + offset] = padded[(slice(None), *slices)]
         else:
-            windows = xp.lib.stride_tricks.sliding_window_view(padded, self.effective, axis=spatial)  # (N, *S', C, *eff)
+            windows = xp.lib.stride_tricks.sliding_window_view(
+                padded, self.effective, axis=spatial
+            )  # (N, *S', C, *eff)
             pick = (slice(None),) + tuple(slice(None, None, s) for s in self.stride) + (slice(None),)
             pick += tuple(slice(None, None, d) for d in self.dilation)
             windows = windows[pick]  # (N, *out, C, *kernel)
