@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.nn import batchsplit
+
 # Largest single matrix product per step (multiply-adds) below which one thread is used. OpenBLAS
 # itself runs products up to about this size on one thread (measured on this project's 2-core
 # machine, quiet: 100x100x100 takes 8.6 us on one thread and on two; 128x100x100, 1.3M, takes 13.2
@@ -104,9 +106,12 @@ class ThreadChoice:
     threads: int | None = None  # what is applied now (None: not applied)
     reason: str = ""
     changes: list[dict] = field(default_factory=list)  # auto's steps: {"epoch", "threads", "load"}
+    split: int | None = None  # conv/pool batches split over this many Python threads (BLAS on one each)
 
     def summary(self) -> dict[str, Any]:
         out = {"setting": self.setting, "threads": self.threads, "reason": self.reason}
+        if self.split:
+            out["batch_split"] = self.split
         if self.changes:
             out["changes"] = self.changes
         return out
@@ -118,6 +123,7 @@ class ThreadControl:
     def __init__(self, setting, network, batch_size: int):
         self.setting = setting
         self.product = largest_product(network, batch_size)
+        self.splits = batchsplit.network_splits(network, batch_size)
         self.choice = ThreadChoice(setting)
         self._limiter = None
         self._checked = 0.0
@@ -173,11 +179,17 @@ class ThreadControl:
     def _apply(self, threads: int) -> None:
         if self._limiter is not None:
             self._limiter.restore_original_limits()
-        self._limiter = self._threadpool_limits(limits=threads, user_api="blas")
+        # A network with large conv/pool layers runs them on `threads` Python threads, each a part of the
+        # batch, with BLAS on ONE thread for the whole step (nnctl/nn/batchsplit.py says why).
+        split = threads > 1 and self.splits
+        self._limiter = self._threadpool_limits(limits=1 if split else threads, user_api="blas")
+        batchsplit.configure(threads if split else None)
         self.choice.threads = threads
+        self.choice.split = threads if split else None
         self._changed = time.monotonic()
 
     def stop(self) -> None:
+        batchsplit.configure(None)
         if self._limiter is not None:
             self._limiter.restore_original_limits()
             self._limiter = None

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nnctl.errors import ConfigError
+from nnctl.nn import batchsplit
 from nnctl.nn.activations import ACTIVATION_NAMES, ReLU
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer
@@ -159,27 +160,25 @@ class _Conv(Scratch, Layer):
             )
             yield offset, slices
 
-    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+    def split_work(self, n: int) -> tuple[int, int]:
+        """(multiply-adds of the forward GEMM for n samples, the least worth splitting over threads)."""
+        return n * int(np.prod(self.out_sizes)) * int(np.prod(self.params["weight"].shape)), batchsplit.MIN_PRODUCT
+
+    def _im2col(self, xh: np.ndarray, padded: np.ndarray | None, patches: np.ndarray) -> None:
+        """Fill `patches` (n, *out, *kernel, C) from the channels-last input `xh` (n, *S, C), through the
+        padded scratch `padded` when the layer pads (its border is zero)."""
         xp = self.xp
-        n = len(x)
-        xh = channels_last(x)  # (N, *S, C); a contiguous view when the previous layer is a conv/pool
-        channels = xh.shape[-1]
-        spatial = tuple(range(1, self.dims + 1))
-        if any(a or b for a, b in self.pads):
-            # Training reuses one padded scratch array (its border stays zero); eval may run on other batches.
-            padded_shape = (n, *self.padded, channels)
-            padded = self._buffer("padded", padded_shape) if training else xp.zeros(padded_shape, dtype=self.dtype)
+        if padded is not None:
             inner = tuple(slice(a, a + s) for (a, _), s in zip(self.pads, xh.shape[1:-1], strict=True))
             padded[(slice(None), *inner)] = xh
         else:
             padded = xh
-        patch_shape = (n, *self.out_sizes, *self.kernel, channels)
-        patches = self._buffer("patches", patch_shape) if training else xp.empty(patch_shape, dtype=self.dtype)
-        if channels == 1:  # one copy per kernel offset: runs along the width instead of the kernel's 3 taps
+        if xh.shape[-1] == 1:  # one copy per kernel offset: runs along the width instead of the kernel's 3 taps
             lead = (slice(None),) * (self.dims + 1)
             for offset, slices in self._offsets():
                 patches[lead + offset] = padded[(slice(None), *slices)]
         else:
+            spatial = tuple(range(1, self.dims + 1))
             windows = xp.lib.stride_tricks.sliding_window_view(
                 padded, self.effective, axis=spatial
             )  # (N, *S', C, *eff)
@@ -188,16 +187,39 @@ class _Conv(Scratch, Layer):
             windows = windows[pick]  # (N, *out, C, *kernel)
             order = (0, *spatial, *range(self.dims + 2, 2 * self.dims + 2), self.dims + 1)
             xp.copyto(patches, windows.transpose(order))  # the one im2col copy: (N, *out, *kernel, C)
-        rows = n * int(np.prod(self.out_sizes))
-        cols = patches.reshape(rows, -1)  # (N*out, k*k*C)
+
+    def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
+        xp = self.xp
+        n = len(x)
+        xh = channels_last(x)  # (N, *S, C); a contiguous view when the previous layer is a conv/pool
+        channels = xh.shape[-1]
+        padded = None
+        if any(a or b for a, b in self.pads):
+            # Training reuses one padded scratch array (its border stays zero); eval may run on other batches.
+            padded_shape = (n, *self.padded, channels)
+            padded = self._buffer("padded", padded_shape) if training else xp.zeros(padded_shape, dtype=self.dtype)
+        patch_shape = (n, *self.out_sizes, *self.kernel, channels)
+        patches = self._buffer("patches", patch_shape) if training else xp.empty(patch_shape, dtype=self.dtype)
+        positions = int(np.prod(self.out_sizes))
+        rows = n * positions
         y = self._buffer("out", (rows, self.filters)) if training else xp.empty((rows, self.filters), self.dtype)
-        xp.dot(cols, self.params["weight"].reshape(-1, self.filters), out=y)  # (N*out, F), channels-last
-        if self.use_bias:
-            y += self.params["bias"]
-        if self.fused_relu:
-            xp.maximum(y, 0, out=y)
+        weight = self.params["weight"].reshape(-1, self.filters)
+
+        def part(_, a: int, b: int) -> None:  # samples [a, b): im2col, one GEMM, bias, relu
+            self._im2col(xh[a:b], None if padded is None else padded[a:b], patches[a:b])
+            out = y[a * positions : b * positions]
+            xp.dot(patches[a:b].reshape(out.shape[0], -1), weight, out=out)  # (n*out, F), channels-last
+            if self.use_bias:
+                out += self.params["bias"]
+            if self.fused_relu:
+                xp.maximum(out, 0, out=out)
+
+        if batchsplit.worth_splitting(self, n, *self.split_work(n)):
+            batchsplit.run(n, part)
+        else:
+            part(0, 0, n)
         if training:
-            self._cache = (cols, xh.shape, y)
+            self._cache = (patches.reshape(rows, -1), xh.shape, y)
         y = channels_first(y.reshape(n, *self.out_sizes, self.filters))  # (N, F, *out) view
         if self.activation is not None and not self.fused_relu:
             y = self.activation.forward(y, training=training)
@@ -206,30 +228,73 @@ class _Conv(Scratch, Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         cols, in_shape, y = self._take_cache()
         xp = self.xp
+        n, channels = in_shape[0], in_shape[-1]
+        positions = int(np.prod(self.out_sizes))
+        weight = self.params["weight"].reshape(-1, self.filters)
+        split = batchsplit.worth_splitting(self, n, *self.split_work(n))
         if self.fused_relu:  # dy * (y > 0), written straight into the GEMM operand
             dy2 = self._buffer("dy", y.shape)
-            mask = xp.greater(y, 0, out=self._buffer("mask", y.shape, dtype=bool))
-            grid = (in_shape[0], *self.out_sizes, self.filters)  # dy may be any view: no reshape copy
-            xp.multiply(channels_last(dy), mask.reshape(grid), out=dy2.reshape(grid))
+            mask = self._buffer("mask", y.shape, dtype=bool)
+            dyh = channels_last(dy)  # dy may be any view: no reshape copy
         else:
             if self.activation is not None:
                 dy = self.activation.backward(dy)
             dy2 = xp.ascontiguousarray(channels_last(dy)).reshape(y.shape)  # (N*out, F)
-        weight = self.params["weight"].reshape(-1, self.filters)
-        xp.dot(cols.T, dy2, out=self.grads["weight"].reshape(weight.shape))
-        if self.use_bias:
-            xp.dot(self._ones(len(dy2)), dy2, out=self.grads["bias"])
-        if not self.needs_input_grad:
+        # Per part when split: its own weight and bias gradients (summed below in a fixed order) and
+        # dpatches; every other array is shared, each part touching only its own samples' rows.
+        ranges = batchsplit.bounds(n) if split else [(0, n)]
+        count = len(ranges)
+        grads_w = (
+            [self._buffer(f"dweight{h}", weight.shape) for h in range(count)]
+            if split
+            else [self.grads["weight"].reshape(weight.shape)]
+        )
+        ones = self._ones(len(dy2)) if self.use_bias else None
+        grads_b = [self._buffer(f"dbias{h}", (self.filters,)) for h in range(count)] if split else [self.grads.get("bias")]
+        taps = dpatches = dxp = None
+        if self.needs_input_grad:
+            # dpatches per kernel offset, (k*k, N*out, C): each offset's block is contiguous, so the slice-adds
+            # below run over whole rows (strided 32-float pieces of (N*out, k*k*C) took 2-3x longer).
+            taps = weight.reshape(-1, channels, self.filters).transpose(0, 2, 1)  # (k*k, F, C) view
+            name = "dpatches" if not split else "dpatches{}"
+            dpatches = [
+                self._buffer(name.format(h), (len(taps), (b - a) * positions, channels))
+                for h, (a, b) in enumerate(ranges)
+            ]
+            dxp = self._buffer("dx", (n, *self.padded, channels), zero=not split)
+
+        def part(h: int, a: int, b: int) -> None:  # samples [a, b)
+            rows = slice(a * positions, b * positions)
+            d = dy2[rows]
+            if self.fused_relu:
+                grid = (b - a, *self.out_sizes, self.filters)
+                xp.greater(y[rows], 0, out=mask[rows])
+                xp.multiply(dyh[a:b], mask[rows].reshape(grid), out=d.reshape(grid))
+            xp.dot(cols[rows].T, d, out=grads_w[h])
+            if self.use_bias:
+                xp.dot(ones[rows], d, out=grads_b[h])
+            if dxp is None:
+                return
+            dp = xp.matmul(d, taps, out=dpatches[h])
+            dxh = dxp[a:b]
+            if split:
+                dxh.fill(0)
+            grid = (b - a, *self.out_sizes, channels)
+            for k, (_, slices) in enumerate(self._offsets()):  # k*k slice-adds over the whole batch (or part)
+                dxh[(slice(None), *slices)] += dp[k].reshape(grid)
+
+        if split:
+            batchsplit.run(n, part)
+            for total, per_part in ((self.grads["weight"].reshape(weight.shape), grads_w), (self.grads.get("bias"), grads_b)):
+                if total is None:
+                    continue
+                xp.add(per_part[0], per_part[1], out=total)  # part 0 + part 1 + ...: a fixed order
+                for extra in per_part[2:]:
+                    total += extra
+        else:
+            part(0, 0, n)
+        if dxp is None:
             return None  # type: ignore[return-value]
-        n, channels = in_shape[0], in_shape[-1]
-        # dpatches per kernel offset, (k*k, N*out, C): each offset's block is contiguous, so the slice-adds
-        # below run over whole rows (strided 32-float pieces of (N*out, k*k*C) took 2-3x longer).
-        taps = weight.reshape(-1, channels, self.filters).transpose(0, 2, 1)  # (k*k, F, C) view
-        dpatches = xp.matmul(dy2, taps, out=self._buffer("dpatches", (len(taps), len(dy2), channels)))
-        dxp = self._buffer("dx", (n, *self.padded, channels), zero=True)
-        grid = (n, *self.out_sizes, channels)
-        for k, (_, slices) in enumerate(self._offsets()):  # k*k slice-adds over the whole batch
-            dxp[(slice(None), *slices)] += dpatches[k].reshape(grid)
         inner = tuple(slice(a, a + s) for (a, _), s in zip(self.pads, in_shape[1:-1], strict=True))
         return channels_first(dxp[(slice(None), *inner)])
 

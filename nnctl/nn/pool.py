@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nnctl.errors import ConfigError
+from nnctl.nn import batchsplit
 from nnctl.nn.conv import Scratch, _tuple, channels_first, channels_last, require_spatial
 from nnctl.nn.layer import Layer
 from nnctl.registry import LAYERS, Params
@@ -88,52 +89,82 @@ class _Pool(Scratch, Layer):
 
 
 class _MaxPool(_Pool):
+    def split_work(self, n: int) -> tuple[int, int]:
+        """(input elements for n samples, the least worth splitting over threads)."""
+        return n * int(np.prod(self.input_shape)), batchsplit.MIN_ELEMENTS
+
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         xp = self.xp
         xh = channels_last(x)  # (N, *S, C)
         offsets = self._offsets()
-        first = xh[offsets[0]]  # (N, *out, C)
-        y = self._buffer("out", first.shape, dtype=x.dtype) if training else xp.empty(first.shape, dtype=x.dtype)
-        xp.copyto(y, first)
-        if not training:
-            for sl in offsets[1:]:
-                xp.maximum(y, xh[sl], out=y)
-            return channels_first(y)
-        # Training also records each window's winner: the offset of its first maximum (only a strictly
-        # larger value replaces it, so later ties lose, as in PyTorch). The backward then reads this one
-        # small contiguous array instead of comparing the input with the output again at every offset.
-        index = np.uint8 if len(offsets) < 256 else np.intp
-        winner = self._buffer("winner", y.shape, dtype=index)
-        winner.fill(0)
-        larger = self._buffer("larger", y.shape, dtype=bool)
-        candidate = self._buffer("candidate", y.shape, dtype=index)
-        for k, sl in enumerate(offsets[1:], start=1):
-            xp.greater(xh[sl], y, out=larger)
-            # winner = k where larger, else unchanged: k exceeds every earlier offset, so a maximum does it
-            # (numpy's copyto(where=) and putmask take 50-70x longer than these two passes).
-            xp.maximum(winner, xp.multiply(larger, index(k), out=candidate), out=winner)
-            xp.maximum(y, xh[sl], out=y)
-        self._cache = (xh.shape, winner)
+        shape = xh[offsets[0]].shape  # (N, *out, C)
+        y = self._buffer("out", shape, dtype=x.dtype) if training else xp.empty(shape, dtype=x.dtype)
+        if training:
+            # Training also records each window's winner: the offset of its first maximum (only a strictly
+            # larger value replaces it, so later ties lose, as in PyTorch). The backward then reads this one
+            # small contiguous array instead of comparing the input with the output again at every offset.
+            index = np.uint8 if len(offsets) < 256 else np.intp
+            winner = self._buffer("winner", shape, dtype=index)
+            larger = self._buffer("larger", shape, dtype=bool)
+            candidate = self._buffer("candidate", shape, dtype=index)
+
+        def part(_, a: int, b: int) -> None:  # samples [a, b)
+            xa, ya = xh[a:b], y[a:b]
+            xp.copyto(ya, xa[offsets[0]])
+            if not training:
+                for sl in offsets[1:]:
+                    xp.maximum(ya, xa[sl], out=ya)
+                return
+            wa, la, ca = winner[a:b], larger[a:b], candidate[a:b]
+            wa.fill(0)
+            for k, sl in enumerate(offsets[1:], start=1):
+                xp.greater(xa[sl], ya, out=la)
+                # winner = k where larger, else unchanged: k exceeds every earlier offset, so a maximum does it
+                # (numpy's copyto(where=) and putmask take 50-70x longer than these two passes).
+                xp.maximum(wa, xp.multiply(la, index(k), out=ca), out=wa)
+                xp.maximum(ya, xa[sl], out=ya)
+
+        if batchsplit.worth_splitting(self, len(x), *self.split_work(len(x))):
+            batchsplit.run(len(x), part)
+        else:
+            part(0, 0, len(x))
+        if training:
+            self._cache = (xh.shape, winner)
         return channels_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xp = self.xp
         in_shape, winner = self._take_cache()
         dyh = channels_last(dy)
+        contiguous = None
         if dyh.strides[-1] != dyh.itemsize:
             # Channels not innermost (dy from a flatten is channel-first): one transposing copy, rather than
             # every multiply below walking dy across the grain of dx.
             contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
-            xp.copyto(contiguous, dyh)
-            dyh = contiguous
-        dx = self._buffer("dx", in_shape, zero=self.overlap, dtype=dy.dtype)
+        split = batchsplit.worth_splitting(self, in_shape[0], *self.split_work(in_shape[0]))
+        dx = self._buffer("dx", in_shape, zero=self.overlap and not split, dtype=dy.dtype)
         hit = self._buffer("hit", winner.shape, dtype=bool)
-        for k, sl in enumerate(self._offsets()):
-            xp.equal(winner, k, out=hit)
-            if self.overlap:
-                dx[sl] += xp.multiply(dyh, hit, out=self._buffer("share", winner.shape, dtype=dy.dtype))
-            else:
-                xp.multiply(dyh, hit, out=dx[sl])
+        share = self._buffer("share", winner.shape, dtype=dy.dtype) if self.overlap else None
+
+        def part(_, a: int, b: int) -> None:  # samples [a, b)
+            d = dyh[a:b]
+            if contiguous is not None:
+                xp.copyto(contiguous[a:b], d)
+                d = contiguous[a:b]
+            dxa, wa, ha = dx[a:b], winner[a:b], hit[a:b]
+            if self.overlap and split:
+                dxa.fill(0)
+            for k, sl in enumerate(self._offsets()):
+                xp.equal(wa, k, out=ha)
+                if self.overlap:
+                    dxa[sl] += xp.multiply(d, ha, out=share[a:b])
+                else:
+                    xp.multiply(d, ha, out=dxa[sl])
+
+        if split:
+            batchsplit.run(in_shape[0], part)
+        else:
+            part(0, 0, in_shape[0])
         return channels_first(dx)
 
 
