@@ -13,7 +13,8 @@ splitting Python threads on two cores that spinning cost more than the split sav
 2-thread GEMM followed by a split one took 7.0 ms against 2.4 + 2.1). So `nnctl.threads.ThreadControl`
 decides per training: when it would apply 2+ BLAS threads and the network has a layer worth
 splitting (`network_splits`), it applies ONE BLAS thread and `configure(threads)`; every other layer
-(dense, recurrent) then runs on one thread. Nothing else turns splitting on, so with one thread (the
+then runs on one thread (dense layers split too: the forward by rows, the
+backward's two GEMMs side by side; recurrent layers do not). Nothing else turns splitting on, so with one thread (the
 reference checkpoints, OPENBLAS_NUM_THREADS=1, small networks) every layer runs its unsplit code.
 
 Results do not depend on timing: each part writes only its own samples' rows; weight gradients are
@@ -22,6 +23,7 @@ computed per part and summed part 0 + part 1 + ..., always in that order.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,16 +91,21 @@ def bounds(n: int, count: int | None = None) -> list[tuple[int, int]]:
 def run(n: int, work: Callable[[int, int, int], object]) -> list:
     """work(i, a, b) for every part i with samples [a, b): part 0 here, the others on worker threads;
     returns their results in part order. An exception is raised after every part has finished."""
-    ranges = bounds(n)
+    return together([functools.partial(work, i, a, b) for i, (a, b) in enumerate(bounds(n))])
+
+
+def together(tasks: list[Callable[[], object]]) -> list:
+    """Run the tasks at once (the first here, the others on worker threads); their results in order. An
+    exception is raised after every task has finished (no thread writes anything after this returns)."""
     pool = _pool()
-    futures = [pool.submit(work, i, a, b) for i, (a, b) in enumerate(ranges) if i]
+    futures = [pool.submit(task) for task in tasks[1:]]
     results: list = []
     error: BaseException | None = None
     try:
-        results.append(work(0, *ranges[0]))
+        results.append(tasks[0]())
     except BaseException as exc:  # noqa: BLE001  (re-raised below, once no thread writes any more)
         error = exc
-    for future in futures:  # wait for all: no thread may still write after we return
+    for future in futures:
         try:
             results.append(future.result())
         except BaseException as exc:  # noqa: BLE001

@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nnctl.nn import batchsplit
 from nnctl.nn.activations import ACTIVATION_NAMES
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer, require_flat
@@ -44,8 +45,19 @@ class Dense(Layer):
             self.activation.build((self.units,), rng, self.dtype, self.device)
         return (self.units,)
 
+    def _split_work(self, n: int) -> tuple[int, int]:
+        """(multiply-adds of the forward GEMM for n samples, the least worth splitting over threads). Not
+        `split_work`: a dense layer alone never turns splitting on (batchsplit.network_splits), an MLP
+        keeps its multi-threaded BLAS; in a CNN that split its conv layers it splits too."""
+        return n * self.params["weight"].size, batchsplit.MIN_PRODUCT
+
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
-        z = self.xp.dot(x, self.params["weight"])  # (N, units)
+        weight = self.params["weight"]
+        if batchsplit.worth_splitting(self, len(x), *self._split_work(len(x))):  # rows over the threads
+            z = self.xp.empty((len(x), self.units), dtype=self.dtype)
+            batchsplit.run(len(x), lambda _, a, b: self.xp.dot(x[a:b], weight, out=z[a:b]))
+        else:
+            z = self.xp.dot(x, weight)  # (N, units)
         if self.use_bias:
             # Small arrays: a fresh result is cheaper than an in-place broadcast (overlap checks).
             z = z + self.params["bias"] if z.size <= 4096 else self.xp.add(z, self.params["bias"], out=z)
@@ -59,15 +71,25 @@ class Dense(Layer):
         x = self._take_cache()
         if self.activation is not None:
             dy = self.activation.backward(dy)
-        self.xp.dot(x.T, dy, out=self.grads["weight"])
-        if self.use_bias:
-            # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
-            if self._ones is None or len(self._ones) != len(dy):
-                self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
-            self.xp.dot(self._ones, dy, out=self.grads["bias"])
+        if self.use_bias and (self._ones is None or len(self._ones) != len(dy)):
+            self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
+
+        def weight_grads():
+            self.xp.dot(x.T, dy, out=self.grads["weight"])
+            if self.use_bias:
+                # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
+                self.xp.dot(self._ones, dy, out=self.grads["bias"])
+
+        def input_grad():
+            return self.xp.dot(dy, self.params["weight"].T)
+
         if not self.needs_input_grad:
+            weight_grads()
             return None  # type: ignore[return-value]
-        return self.xp.dot(dy, self.params["weight"].T)
+        if batchsplit.worth_splitting(self, len(dy), *self._split_work(len(dy))):
+            return batchsplit.together([input_grad, weight_grads])[0]  # the two GEMMs side by side
+        weight_grads()
+        return input_grad()
 
     def describe(self) -> str:
         return f"dense({self.units}{', ' + self.activation.name if self.activation else ''})"
