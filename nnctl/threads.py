@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.nn import batchsplit
+from nnctl import batchsplit
 
 # Largest single matrix product per step (multiply-adds) below which one thread is used. OpenBLAS
 # itself runs products up to about this size on one thread (measured on this project's 2-core
@@ -180,7 +180,7 @@ class ThreadControl:
         if self._limiter is not None:
             self._limiter.restore_original_limits()
         # A network with large conv/pool layers runs them on `threads` Python threads, each a part of the
-        # batch, with BLAS on ONE thread for the whole step (nnctl/nn/batchsplit.py says why).
+        # batch, with BLAS on ONE thread for the whole step (nnctl/batchsplit.py says why).
         split = threads > 1 and self.splits
         self._limiter = self._threadpool_limits(limits=1 if split else threads, user_api="blas")
         batchsplit.configure(threads if split else None)

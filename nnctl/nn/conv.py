@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from nnctl.errors import ConfigError
-from nnctl.nn import batchsplit
+from nnctl import batchsplit
 from nnctl.nn.activations import ACTIVATION_NAMES, ReLU
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer
@@ -244,13 +244,13 @@ class _Conv(Scratch, Layer):
         # dpatches; every other array is shared, each part touching only its own samples' rows.
         ranges = batchsplit.bounds(n) if split else [(0, n)]
         count = len(ranges)
-        grads_w = (
-            [self._buffer(f"dweight{h}", weight.shape) for h in range(count)]
-            if split
-            else [self.grads["weight"].reshape(weight.shape)]
-        )
+        grad_w, grad_b = self.grads["weight"].reshape(weight.shape), self.grads.get("bias")
+        if split:
+            grads_w = [self._buffer(f"dweight{h}", weight.shape) for h in range(count)]
+            grads_b = [self._buffer(f"dbias{h}", (self.filters,)) for h in range(count)]
+        else:
+            grads_w, grads_b = [grad_w], [grad_b]
         ones = self._ones(len(dy2)) if self.use_bias else None
-        grads_b = [self._buffer(f"dbias{h}", (self.filters,)) for h in range(count)] if split else [self.grads.get("bias")]
         taps = dpatches = dxp = None
         if self.needs_input_grad:
             # dpatches per kernel offset, (k*k, N*out, C): each offset's block is contiguous, so the slice-adds
@@ -285,8 +285,8 @@ class _Conv(Scratch, Layer):
 
         if split:
             batchsplit.run(n, part)
-            for total, per_part in ((self.grads["weight"].reshape(weight.shape), grads_w), (self.grads.get("bias"), grads_b)):
-                if total is None:
+            for total, per_part in ((grad_w, grads_w), (grad_b, grads_b)):
+                if total is None:  # no bias
                     continue
                 xp.add(per_part[0], per_part[1], out=total)  # part 0 + part 1 + ...: a fixed order
                 for extra in per_part[2:]:

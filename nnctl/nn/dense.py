@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from nnctl.nn import batchsplit
+from nnctl import batchsplit
 from nnctl.nn.activations import ACTIVATION_NAMES
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer, require_flat

@@ -1,4 +1,4 @@
-"""Conv and max-pool layers split a batch over threads (nnctl/nn/batchsplit.py): the split path equals the
+"""Conv and max-pool layers split a batch over threads (nnctl/batchsplit.py): the split path equals the
 unsplit one, and it engages only where designed (a training that applies 2+ threads to a network with
 large conv/pool layers, large enough calls, the CPU)."""
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnctl import threads
-from nnctl.nn import batchsplit
+from nnctl import batchsplit
 from nnctl.nn.network import Network
 from nnctl.registry import LAYERS
 
