@@ -6,6 +6,9 @@ largest product per step is small on one thread, a large one on every core, and 
 other processes keep the cores busy (runnable tasks, sampled after an epoch at most once a second). An
 explicit `train.threads: N` is used as given. Applied through threadpoolctl (optional extra
 `nnctl[speed]`); without it the setting cannot change a running process, and the summary says so.
+
+A network with large conv/pool layers given 2+ threads runs its layers on parts of the batch in that
+many Python threads instead, with BLAS on one thread (`nnctl/batchsplit.py`; summary: batch_split).
 """
 
 from __future__ import annotations

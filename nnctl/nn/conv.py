@@ -19,6 +19,11 @@ the OS); on the benchmark CNN that was about a quarter of the step. So what a tr
 backward returns is valid until the layer's next training step; evaluation returns fresh arrays. A
 `relu` activation is applied in place on the output, and its mask multiplies dy straight into the
 GEMM operand of the backward.
+
+With 2+ threads on a large layer the batch is split into parts run on parallel Python threads, BLAS on
+one thread each (`nnctl/batchsplit.py`): the im2col copies, relu and slice-adds then use every core,
+not only the GEMMs. Each part fills its own samples' rows of the shared buffers; dW and db per part,
+summed in part order.
 """
 
 from __future__ import annotations
