@@ -34,8 +34,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from nnctl.errors import ConfigError
 from nnctl import batchsplit
+from nnctl.errors import ConfigError
 from nnctl.nn.activations import ACTIVATION_NAMES, ReLU
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer

@@ -14,8 +14,8 @@ import itertools
 import numpy as np
 from pydantic import Field, model_validator
 
-from nnctl.errors import ConfigError
 from nnctl import batchsplit
+from nnctl.errors import ConfigError
 from nnctl.nn.conv import Scratch, _tuple, channels_first, channels_last, require_spatial
 from nnctl.nn.layer import Layer
 from nnctl.registry import LAYERS, Params

@@ -5,8 +5,7 @@ large conv/pool layers, large enough calls, the CPU)."""
 import numpy as np
 import pytest
 
-from nnctl import threads
-from nnctl import batchsplit
+from nnctl import batchsplit, threads
 from nnctl.nn.network import Network
 from nnctl.registry import LAYERS
 
