@@ -209,3 +209,13 @@ def test_thread_control_leaves_other_networks_unsplit(layers, shape, batch):
         assert batchsplit.parts() == 1 and blas_threads() == 2
     finally:
         control.stop()
+
+
+def test_a_conv_inside_a_residual_block_counts():
+    block = {
+        "type": "residual",
+        "layers": [{"type": "conv2d", "filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}],
+    }
+    net = network([block, {"type": "flatten"}, {"type": "dense", "units": 10}], (16, 14, 14))
+    assert batchsplit.network_splits(net, 64)
+    assert not batchsplit.network_splits(net, 1)  # 1 x 196 x 2304 = 0.45M multiply-adds: too small
