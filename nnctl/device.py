@@ -54,11 +54,19 @@ class OnDevice:
     """What layers, losses, optimizers, regularizers and metrics share: a `device` (the CPU until told
     otherwise) and its array module `xp`, the only place their array functions come from."""
 
-    device: Device = CPU
+    _device: Device = CPU
+    # The device's array module, kept beside it as a plain attribute: it is read in every array call
+    # (a property cost a tiny network's step 1.3 us, 8 %).
+    xp: Any = np
 
     @property
-    def xp(self) -> Any:
-        return self.device.xp
+    def device(self) -> Device:
+        return self._device
+
+    @device.setter
+    def device(self, device: Device) -> None:
+        self._device = device
+        self.xp = device.xp
 
     def to(self, device: Device):
         """Work on `device` from now on (before any array is made: build, bind, reset); returns self."""

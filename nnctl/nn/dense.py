@@ -53,7 +53,8 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         weight = self.params["weight"]
-        if batchsplit.worth_splitting(self, len(x), *self._split_work(len(x))):  # rows over the threads
+        if batchsplit.parts() > 1 and batchsplit.worth_splitting(self, len(x), *self._split_work(len(x))):
+            # rows over the threads (parts() first: the common unsplit call stays cheap for tiny networks)
             z = self.xp.empty((len(x), self.units), dtype=self.dtype)
             batchsplit.run(len(x), lambda _, a, b: self.xp.dot(x[a:b], weight, out=z[a:b]))
         else:
@@ -73,23 +74,21 @@ class Dense(Layer):
             dy = self.activation.backward(dy)
         if self.use_bias and (self._ones is None or len(self._ones) != len(dy)):
             self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
-
-        def weight_grads():
-            self.xp.dot(x.T, dy, out=self.grads["weight"])
-            if self.use_bias:
-                # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
-                self.xp.dot(self._ones, dy, out=self.grads["bias"])
-
-        def input_grad():
-            return self.xp.dot(dy, self.params["weight"].T)
-
         if not self.needs_input_grad:
-            weight_grads()
+            self._weight_grads(x, dy)
             return None  # type: ignore[return-value]
-        if batchsplit.worth_splitting(self, len(dy), *self._split_work(len(dy))):
-            return batchsplit.together([input_grad, weight_grads])[0]  # the two GEMMs side by side
-        weight_grads()
-        return input_grad()
+        weight = self.params["weight"]
+        if batchsplit.parts() > 1 and batchsplit.worth_splitting(self, len(dy), *self._split_work(len(dy))):
+            tasks = [lambda: self.xp.dot(dy, weight.T), lambda: self._weight_grads(x, dy)]
+            return batchsplit.together(tasks)[0]  # the two GEMMs side by side
+        self._weight_grads(x, dy)  # no closures on this path: a tiny network's step pays for each call
+        return self.xp.dot(dy, weight.T)
+
+    def _weight_grads(self, x, dy) -> None:
+        self.xp.dot(x.T, dy, out=self.grads["weight"])
+        if self.use_bias:
+            # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
+            self.xp.dot(self._ones, dy, out=self.grads["bias"])
 
     def describe(self) -> str:
         return f"dense({self.units}{', ' + self.activation.name if self.activation else ''})"
