@@ -153,6 +153,11 @@ class ThreadControl:
         if self.product < SMALL_PRODUCT:
             return 1, f"auto: largest product {self.product:,} multiply-adds per step is small"
         others = other_load() if others is None else others
+        if others >= BUSY_LOAD and self.splits:
+            # Split batches run on Python threads that sleep while they wait (BLAS threads spin), so they
+            # keep their share of a busy machine. bench_contention's CNN beside 2 busy processes: 1.76x
+            # its quiet time on 2 split threads, 2.7x stepped down to 1; beside 4: 3.25x against 4.61x.
+            return top, f"auto: batches split over {top} threads, which sleep while waiting (load {others:.1f})"
         if others >= BUSY_LOAD:
             free = max(1, min(top, cores() - round(others)))
             return free, f"auto: large products, machine busy (load {others:.1f} besides this run)"

@@ -64,6 +64,7 @@ def test_auto_uses_the_cores_for_large_products_and_backs_off_under_load(monkeyp
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "other_load", lambda: 0.2)
     assert control.auto()[0] == 4  # quiet: every core
+    control.splits = False  # BLAS threads, which spin while they wait: back off
     monkeypatch.setattr(threads, "other_load", lambda: 3.0)  # three other processes running
     assert control.auto()[0] == 1
     monkeypatch.setattr(threads, "other_load", lambda: 1.0)  # one other
@@ -71,6 +72,23 @@ def test_auto_uses_the_cores_for_large_products_and_backs_off_under_load(monkeyp
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's limit caps auto
     monkeypatch.setattr(threads, "other_load", lambda: 0.0)
     assert control.auto()[0] == 2
+
+
+def test_auto_keeps_split_batches_on_every_core_under_load(monkeypatch):
+    """A CNN whose batches split over Python threads (they sleep while waiting) keeps them on a busy
+    machine; the same load steps a BLAS-threaded model down."""
+    config = load_config(CONFIGS / "digits_cnn.yaml", ["train.epochs=1"])
+    experiment = build_experiment(config)
+    control = threads.ThreadControl("auto", experiment.network, config.train.batch_size)
+    assert control.splits
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "other_load", lambda: 2.0)
+    count, reason = control.auto()
+    assert count == 2 and "split" in reason
+    control.splits = False
+    assert control.auto()[0] == 1
 
 
 def test_other_load_counts_other_processes_not_this_ones_threads():
