@@ -54,9 +54,13 @@ def parts() -> int:
     return _parts
 
 
-def worth_splitting(layer, n: int, work: int, minimum: int) -> bool:
-    """Split this call: on, a CPU layer, at least two samples, and `work` at least `minimum`."""
-    return _parts >= 2 and n >= 2 and work >= minimum and layer.device.kind == "cpu"
+def worth_splitting(layer, n: int, split_work: Callable[[int], tuple[int, int]]) -> bool:
+    """Split this call: on, a CPU layer, at least two samples, and split_work(n) = (work, minimum) with work
+    at least minimum. split_work is called only when splitting is on: the common call stays cheap."""
+    if _parts < 2 or n < 2 or layer.device.kind != "cpu":
+        return False
+    work, minimum = split_work(n)
+    return work >= minimum
 
 
 def network_splits(network, batch_size: int) -> bool:

@@ -107,8 +107,9 @@ class MPIComm:
 
         n = grads.size
         packed = n <= PACK_LIMIT
-        if self._buffer is None or self._buffer.size != (n + 3 if packed else 3) or self._buffer.dtype != grads.dtype:
-            self._buffer = np.empty(n + 3 if packed else 3, dtype=grads.dtype)
+        size = n + 3 if packed else 3
+        if self._buffer is None or self._buffer.size != size or self._buffer.dtype != grads.dtype:
+            self._buffer = np.empty(size, dtype=grads.dtype)
         buf = self._buffer
         flags = buf[-3:]
         np.multiply(grads, grads.dtype.type(scale), out=buf[:n] if packed else grads)

@@ -53,8 +53,7 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         weight = self.params["weight"]
-        if batchsplit.parts() > 1 and batchsplit.worth_splitting(self, len(x), *self._split_work(len(x))):
-            # rows over the threads (parts() first: the common unsplit call stays cheap for tiny networks)
+        if batchsplit.worth_splitting(self, len(x), self._split_work):  # rows over the threads
             z = self.xp.empty((len(x), self.units), dtype=self.dtype)
             batchsplit.run(len(x), lambda _, a, b: self.xp.dot(x[a:b], weight, out=z[a:b]))
         else:
@@ -78,7 +77,7 @@ class Dense(Layer):
             self._weight_grads(x, dy)
             return None  # type: ignore[return-value]
         weight = self.params["weight"]
-        if batchsplit.parts() > 1 and batchsplit.worth_splitting(self, len(dy), *self._split_work(len(dy))):
+        if batchsplit.worth_splitting(self, len(dy), self._split_work):
             tasks = [lambda: self.xp.dot(dy, weight.T), lambda: self._weight_grads(x, dy)]
             return batchsplit.together(tasks)[0]  # the two GEMMs side by side
         self._weight_grads(x, dy)  # no closures on this path: a tiny network's step pays for each call
