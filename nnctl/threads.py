@@ -54,6 +54,28 @@ def env_limit() -> int | None:
     return None
 
 
+def blas_library(info: list[dict] | None = None) -> dict[str, Any] | None:
+    """numpy's BLAS as threadpoolctl sees it: library, version and the kernel it runs (OpenBLAS picks one
+    for the CPU at load time unless OPENBLAS_CORETYPE forces it, and the kernel can halve matrix speed:
+    on this project's AVX-512 machine a forced Haswell kernel runs sgemm at half the SkylakeX one's)."""
+    if info is None:
+        try:
+            from threadpoolctl import threadpool_info
+        except ImportError:
+            return None
+        info = threadpool_info()
+    blas = next((lib for lib in info if lib.get("user_api") == "blas"), None)
+    if blas is None:
+        return None
+    out = {"library": f"{blas.get('internal_api')} {blas.get('version') or ''}".strip()}
+    if blas.get("architecture"):
+        out["kernel"] = blas["architecture"]
+    forced = os.environ.get("OPENBLAS_CORETYPE", "") if blas.get("internal_api") == "openblas" else ""
+    if forced:
+        out["kernel_forced_by"] = f"OPENBLAS_CORETYPE={forced}"
+    return out
+
+
 def largest_product(network, batch_size: int) -> int:
     """Multiply-adds of the largest weight product in one training step (forward), estimated from the
     weight shapes and the positions each weight is applied at: the pixels of a conv's output, the steps
@@ -110,6 +132,7 @@ class ThreadChoice:
     reason: str = ""
     changes: list[dict] = field(default_factory=list)  # auto's steps: {"epoch", "threads", "load"}
     split: int | None = None  # conv/pool batches split over this many Python threads (BLAS on one each)
+    blas: dict[str, Any] | None = None  # blas_library(): which library and kernel did the products
 
     def summary(self) -> dict[str, Any]:
         out = {"setting": self.setting, "threads": self.threads, "reason": self.reason}
@@ -117,6 +140,8 @@ class ThreadChoice:
             out["batch_split"] = self.split
         if self.changes:
             out["changes"] = self.changes
+        if self.blas:
+            out["blas"] = self.blas
         return out
 
 
@@ -139,6 +164,7 @@ class ThreadControl:
             self.choice.reason = "not applied: threadpoolctl is not installed (pip install 'nnctl[speed]')"
             return self.choice
         self._threadpool_limits = threadpool_limits
+        self.choice.blas = blas_library()
         if self.setting == "auto":
             threads, self.choice.reason = self.auto()
         else:

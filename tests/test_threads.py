@@ -42,7 +42,28 @@ def test_summary_records_the_choice(tmp_path):
 
     result = run_training(CONFIGS / "iris.yaml", ["train.epochs=2", "train.threads=1"], runs_dir=tmp_path)
     summary = json.loads((result.run_dir / "summary.json").read_text())
-    assert summary["threads"] == {"setting": 1, "threads": 1, "reason": "set by train.threads"}
+    recorded = summary["threads"]
+    assert {k: recorded[k] for k in ("setting", "threads", "reason")} == {
+        "setting": 1,
+        "threads": 1,
+        "reason": "set by train.threads",
+    }
+    assert recorded["blas"] == threads.blas_library()  # which library and kernel did the products
+    assert recorded["blas"]["library"].split()[0] in ("openblas", "mkl", "blis", "flexiblas")
+
+
+def test_blas_library_names_the_kernel_and_an_environment_that_forced_it(monkeypatch):
+    info = [
+        {"user_api": "openmp", "internal_api": "openmp", "version": None},
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31", "architecture": "Haswell"},
+    ]
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert threads.blas_library(info) == {"library": "openblas 0.3.31", "kernel": "Haswell"}
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert threads.blas_library(info)["kernel_forced_by"] == "OPENBLAS_CORETYPE=Haswell"
+    mkl = [{"user_api": "blas", "internal_api": "mkl", "version": "2024.1", "threading_layer": "intel"}]
+    assert threads.blas_library(mkl) == {"library": "mkl 2024.1"}  # the variable is OpenBLAS's alone
+    assert threads.blas_library([]) is None
 
 
 def test_auto_runs_a_small_model_on_one_thread():
