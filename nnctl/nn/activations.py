@@ -59,12 +59,17 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     """y = tanh(x); zero-centred, but saturates like sigmoid (slope at most 1)."""
 
+    def _build(self, input_shape, rng):
+        # The 1 of 1 - y^2 as a 0-d array: a Python or NumPy scalar operand costs the ufunc ~0.2 us more.
+        self._one = self.xp.ones((), dtype=self.dtype)
+        return input_shape
+
     def f(self, x):
         return self.xp.tanh(x)
 
     def df(self, x, y, dy):
         d = y * y
-        self.xp.subtract(1, d, out=d)
+        self.xp.subtract(self._one, d, out=d)
         d *= dy
         return d
 
