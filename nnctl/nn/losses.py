@@ -138,12 +138,20 @@ class _Regression(Loss):
 class MSE(_Regression):
     """L = mean((out - y)^2) over samples and outputs."""
 
+    _scale_key: tuple | None = None  # (size, dtype) of the batch that `_scale` = 2 / size was made for
+
     def _value(self, diff):
         flat = diff.reshape(-1)
-        return float(flat @ flat) / flat.size  # one dot product instead of square + mean
+        # One dot product instead of square + mean; the array's own dot skips `@`'s ufunc overhead (~0.3 us).
+        return float(flat.dot(flat)) / flat.size
 
     def _backward(self, diff):
-        return diff * diff.dtype.type(2.0 / diff.size)
+        # 2 / size as a 0-d array kept while the batch size stays: a NumPy scalar operand (and making
+        # it) costs a small batch's step ~0.3 us more.
+        key = (diff.size, diff.dtype)
+        if key != self._scale_key:
+            self._scale_key, self._scale = key, self.xp.asarray(2.0 / diff.size, dtype=diff.dtype)
+        return diff * self._scale
 
     def _elements(self, diff):
         return diff * diff
