@@ -219,7 +219,7 @@ class _Conv(Scratch, Layer):
             if self.fused_relu:
                 xp.maximum(out, 0, out=out)
 
-        if batchsplit.worth_splitting(self, n, self.split_work):
+        if batchsplit.on and batchsplit.worth_splitting(self, n, self.split_work):
             batchsplit.run(n, part)
         else:
             part(0, 0, n)
@@ -236,7 +236,7 @@ class _Conv(Scratch, Layer):
         n, channels = in_shape[0], in_shape[-1]
         positions = int(np.prod(self.out_sizes))
         weight = self.params["weight"].reshape(-1, self.filters)
-        split = batchsplit.worth_splitting(self, n, self.split_work)
+        split = batchsplit.on and batchsplit.worth_splitting(self, n, self.split_work)
         if self.fused_relu:  # dy * (y > 0), written straight into the GEMM operand
             dy2 = self._buffer("dy", y.shape)
             mask = self._buffer("mask", y.shape, dtype=bool)

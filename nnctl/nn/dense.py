@@ -53,7 +53,7 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
         weight = self.params["weight"]
-        if batchsplit.worth_splitting(self, len(x), self._split_work):  # rows over the threads
+        if batchsplit.on and batchsplit.worth_splitting(self, len(x), self._split_work):  # rows over the threads
             z = self.xp.empty((len(x), self.units), dtype=self.dtype)
             batchsplit.run(len(x), lambda _, a, b: x[a:b].dot(weight, out=z[a:b]))
         else:
@@ -78,7 +78,7 @@ class Dense(Layer):
             self._weight_grads(x, dy)
             return None  # type: ignore[return-value]
         weight = self.params["weight"]
-        if batchsplit.worth_splitting(self, len(dy), self._split_work):
+        if batchsplit.on and batchsplit.worth_splitting(self, len(dy), self._split_work):
             tasks = [lambda: dy.dot(weight.T), lambda: self._weight_grads(x, dy)]
             return batchsplit.together(tasks)[0]  # the two GEMMs side by side
         self._weight_grads(x, dy)  # no closures on this path: a tiny network's step pays for each call

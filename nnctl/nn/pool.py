@@ -124,7 +124,7 @@ class _MaxPool(_Pool):
                 xp.maximum(wa, xp.multiply(la, index(k), out=ca), out=wa)
                 xp.maximum(ya, xa[sl], out=ya)
 
-        if batchsplit.worth_splitting(self, len(x), self.split_work):
+        if batchsplit.on and batchsplit.worth_splitting(self, len(x), self.split_work):
             batchsplit.run(len(x), part)
         else:
             part(0, 0, len(x))
@@ -141,7 +141,7 @@ class _MaxPool(_Pool):
             # Channels not innermost (dy from a flatten is channel-first): one transposing copy, rather than
             # every multiply below walking dy across the grain of dx.
             contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
-        split = batchsplit.worth_splitting(self, in_shape[0], self.split_work)
+        split = batchsplit.on and batchsplit.worth_splitting(self, in_shape[0], self.split_work)
         dx = self._buffer("dx", in_shape, zero=self.overlap and not split, dtype=dy.dtype)
         hit = self._buffer("hit", winner.shape, dtype=bool)
         share = self._buffer("share", winner.shape, dtype=dy.dtype) if self.overlap else None
