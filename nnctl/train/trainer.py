@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,6 +79,7 @@ def run_epoch(
     augment_rng = rng_for(cfg.seed, STREAM_AUGMENT, epoch, *comm.stream) if experiment.augmentations else None
     net.start_epoch(cfg.seed, epoch, STREAM_LAYERS, comm.stream)  # dropout masks and noise
     resident = experiment.resident("train", training=True)  # on a GPU: the split moved once, batched there
+    batch = _batcher(experiment, resident, augment_rng)
     sums = {"loss": 0.0, "penalty": 0.0, "lr": base_lr}
     for k, start in enumerate(range(0, n, batch_size)):
         lr = base_lr if constant_lr else schedule.lr(base_lr, epoch - 1 + k / steps_per_epoch, epochs)
@@ -93,7 +95,7 @@ def run_epoch(
             comm.share = share  # for synchronized batch norm's backward
         batch_loss = 0.0
         if len(mine):
-            xb, yb = _batch(experiment, resident, mine, augment_rng)
+            xb, yb = batch(mine)
             batch_loss = loss_fn.forward(net.forward(xb, training=True), yb)
         finite = -math.inf < batch_loss < math.inf
         if finite and len(mine):
@@ -125,18 +127,31 @@ def run_epoch(
     return "completed", sums
 
 
-def _batch(experiment: Experiment, resident, rows: np.ndarray, augment_rng):
-    """A training batch on the device: gathered there from the resident split, or taken on the host,
-    augmented (from the epoch's Generator) and moved, once per step."""
+def _batcher(experiment: Experiment, resident, augment_rng) -> Callable[[np.ndarray], tuple[Any, Any]]:
+    """rows -> a training batch on the device: gathered there from the resident split, or taken on the
+    host, augmented (from the epoch's Generator) and moved. Made once an epoch, as a tiny network's
+    step pays for every lookup; on the CPU without augmentations a batch is the two takes alone."""
     to_device = experiment.device.to_device
     if resident is not None:
-        rows = to_device(rows)
-        return resident.x.take(rows, axis=0), resident.y.take(rows, axis=0)
-    split = experiment.splits["train"]
-    xb, yb = split.x.take(rows, axis=0), split.y.take(rows, axis=0)
-    for augmentation in experiment.augmentations:
-        xb = augmentation(xb, augment_rng)
-    return to_device(xb), to_device(yb)
+        x, y = resident.x, resident.y
+
+        def gather(rows):
+            rows = to_device(rows)
+            return x.take(rows, axis=0), y.take(rows, axis=0)
+
+        return gather
+    split, augmentations = experiment.splits["train"], experiment.augmentations
+    x, y = split.x, split.y
+    if experiment.device.kind == "cpu" and not augmentations:  # to_device is the identity there
+        return lambda rows: (x.take(rows, axis=0), y.take(rows, axis=0))
+
+    def take(rows):
+        xb, yb = x.take(rows, axis=0), y.take(rows, axis=0)
+        for augmentation in augmentations:
+            xb = augmentation(xb, augment_rng)
+        return to_device(xb), to_device(yb)
+
+    return take
 
 
 def _synced_layers(net) -> list:
