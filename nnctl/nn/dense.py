@@ -51,14 +51,14 @@ class Dense(Layer):
         keeps its multi-threaded BLAS; in a CNN that split its conv layers it splits too."""
         return n * self.params["weight"].size, batchsplit.MIN_PRODUCT
 
+    # The split paths live in their own methods: closures in forward/backward would make their locals
+    # cells, which a tiny network's unsplit step pays for in every call.
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
-        weight = self.params["weight"]
-        if batchsplit.on and batchsplit.worth_splitting(self, len(x), self._split_work):  # rows over the threads
-            z = self.xp.empty((len(x), self.units), dtype=self.dtype)
-            batchsplit.run(len(x), lambda _, a, b: x[a:b].dot(weight, out=z[a:b]))
+        if batchsplit.on and batchsplit.worth_splitting(self, len(x), self._split_work):
+            z = self._forward_split(x)
         else:
             # The array's own dot (NumPy and CuPy): np.dot's dispatch costs a tiny network's step 0.2 us a call.
-            z = x.dot(weight)  # (N, units)
+            z = x.dot(self.params["weight"])  # (N, units)
         if self.use_bias:
             # Small arrays: a fresh result is cheaper than an in-place broadcast (overlap checks).
             z = z + self.params["bias"] if z.size <= 4096 else self.xp.add(z, self.params["bias"], out=z)
@@ -68,27 +68,35 @@ class Dense(Layer):
             z = self.activation.forward(z, training=training)
         return z
 
+    def _forward_split(self, x: np.ndarray) -> np.ndarray:
+        """x @ weight with the rows over the threads."""
+        weight = self.params["weight"]
+        z = self.xp.empty((len(x), self.units), dtype=self.dtype)
+        batchsplit.run(len(x), lambda _, a, b: x[a:b].dot(weight, out=z[a:b]))
+        return z
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x = self._take_cache()
         if self.activation is not None:
             dy = self.activation.backward(dy)
-        if self.use_bias and (self._ones is None or len(self._ones) != len(dy)):
-            self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
-        if not self.needs_input_grad:
-            self._weight_grads(x, dy)
-            return None  # type: ignore[return-value]
+        if self.needs_input_grad and batchsplit.on and batchsplit.worth_splitting(self, len(dy), self._split_work):
+            return self._backward_split(x, dy)
+        self._weight_grads(x, dy)
+        return dy.dot(self.params["weight"].T) if self.needs_input_grad else None  # type: ignore[return-value]
+
+    def _backward_split(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """dx and the weight gradients: the two GEMMs side by side."""
         weight = self.params["weight"]
-        if batchsplit.on and batchsplit.worth_splitting(self, len(dy), self._split_work):
-            tasks = [lambda: dy.dot(weight.T), lambda: self._weight_grads(x, dy)]
-            return batchsplit.together(tasks)[0]  # the two GEMMs side by side
-        self._weight_grads(x, dy)  # no closures on this path: a tiny network's step pays for each call
-        return dy.dot(weight.T)
+        return batchsplit.together([lambda: dy.dot(weight.T), lambda: self._weight_grads(x, dy)])[0]
 
     def _weight_grads(self, x, dy) -> None:
         x.T.dot(dy, out=self.grads["weight"])
         if self.use_bias:
             # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
-            self._ones.dot(dy, out=self.grads["bias"])
+            ones = self._ones
+            if ones is None or len(ones) != len(dy):
+                ones = self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
+            ones.dot(dy, out=self.grads["bias"])
 
     def describe(self) -> str:
         return f"dense({self.units}{', ' + self.activation.name if self.activation else ''})"
