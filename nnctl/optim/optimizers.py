@@ -170,7 +170,7 @@ class Adam(Optimizer):
         tmp *= f(1 / np.sqrt(bias2))
         tmp += f(self.eps)
         self.xp.divide(m, tmp, out=tmp2)
-        tmp2 *= lr / bias1
+        tmp2 *= lr / f(bias1)  # float32 / float32 on NumPy and CuPy alike
         p -= tmp2
 
 
@@ -187,7 +187,7 @@ class AdamW(Adam):
         if self.weight_decay:
             tmp = self._tmp
             self.xp.multiply(p, self.decay_mask, out=tmp)
-            tmp *= lr * self.weight_decay
+            tmp *= lr * p.dtype.type(self.weight_decay)
             p -= tmp
         super()._update(p, g, lr)
 

@@ -47,7 +47,7 @@ class PlaygroundSGD(Optimizer):
             else:
                 self.xp.copyto(reg, p)
             reg *= self.decay_mask
-            reg *= lr * self.regularization_rate
+            reg *= lr * p.dtype.type(self.regularization_rate)
         self.xp.multiply(g, lr, out=tmp)
         p -= tmp
         if not regularize:
