@@ -125,6 +125,13 @@ def test_small_calls_and_single_samples_are_not_split(monkeypatch):
     assert calls == [2]
 
 
+def test_on_follows_configure():
+    """`on`, which layers test before calling worth_splitting, says parts() > 1 after every configure."""
+    for count, on in [(2, True), (None, False), (3, True), (1, False)]:
+        batchsplit.configure(count)
+        assert batchsplit.on is on and (batchsplit.parts() > 1) is on
+
+
 def test_bounds_cover_the_batch_in_order():
     batchsplit.configure(3)
     assert batchsplit.bounds(7) == [(0, 2), (2, 4), (4, 7)]

@@ -321,6 +321,18 @@ def test_weighted_loss_gradients(name, class_weight, sample_weight):
     assert check_loss(loss, out, y) < TOLERANCE
 
 
+def test_mse_gradient_as_the_batch_size_and_dtype_change():
+    """MSE keeps 2 / size for the last batch's size and dtype: a short last batch, or another dtype, gets its own."""
+    loss = LOSSES.create({"type": "mse"})
+    rng = np.random.default_rng(4)
+    for n, dtype in [(10, np.float32), (10, np.float32), (7, np.float32), (7, np.float64), (10, np.float32)]:
+        out, y = rng.standard_normal((n, 2)).astype(dtype), rng.standard_normal((n, 2)).astype(dtype)
+        loss.forward(out, y)
+        grad = loss.backward()
+        assert grad.dtype == dtype
+        np.testing.assert_array_equal(grad, (out - y) * dtype(2.0 / out.size))  # the same bits as a scalar
+
+
 def test_class_weighted_cross_entropy_equals_the_hand_computed_value():
     loss = LOSSES.create({"type": "cross_entropy", "class_weight": {"b": 3.0}})
     loss.fit_class_weight(np.array([0, 1]), ["a", "b", "c"], 3)

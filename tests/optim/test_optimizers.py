@@ -35,6 +35,24 @@ def test_sgd_nesterov_two_steps():
     np.testing.assert_allclose(p, [1.0 - 0.19 - 0.461])
 
 
+def test_the_rate_follows_every_step_and_is_never_changed_in_place():
+    """lr reaches _update as a 0-d array of the parameters' dtype, made anew only when the rate changes."""
+    params, grads = np.array([1.0], dtype=np.float32), np.array([1.0], dtype=np.float32)
+    opt = OPTIMIZERS.create({"type": "sgd", "lr": 0.1}).bind(params, grads)
+    seen = []
+    update = opt._update
+    opt._update = lambda p, g, lr: (seen.append(lr), update(p, g, lr))
+    for lr in (None, 0.5, 0.5, None):  # None: the configured 0.1
+        opt.step(lr)
+    assert [float(r) for r in seen] == [np.float32(0.1), 0.5, 0.5, np.float32(0.1)]
+    assert all(r.shape == () and r.dtype == np.float32 for r in seen)
+    assert seen[1] is seen[2] and seen[0] is not seen[3]  # kept while unchanged; a kept one never changes
+    expected = np.float32(1.0)
+    for lr in (0.1, 0.5, 0.5, 0.1):
+        expected -= np.float32(lr)
+    np.testing.assert_array_equal(params, [expected])
+
+
 def test_nesterov_needs_momentum():
     with pytest.raises(Exception, match="nesterov"):
         OPTIMIZERS.get("sgd").spec.model_validate({"type": "sgd", "nesterov": True})
