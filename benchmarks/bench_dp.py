@@ -10,7 +10,9 @@ Workloads (float32, nnctl's own trainer, the global batch fixed): the tiny netwo
 
 Each configuration is a fresh process (or mpiexec job) that trains warm-up epochs, then timed
 epochs; samples/s = samples x timed epochs / their wall time on rank 0. "allreduce" is the share of
-that time rank 0 spends in the per-step Allreduce (waiting for the other rank included). Scaling
+that time rank 0 spends in the per-step collectives (waiting for the other rank included): the
+Allreduce, or with a sharded update (nnctl.parallel.MPIComm.update_part; the header line says which)
+the Reduce_scatter of the gradients and the Allgatherv of the updated parameters. Scaling
 efficiency = (2-rank samples/s) / (2 x 1-rank samples/s). After training, each 2-rank job times a
 bare Allreduce of the model's gradient buffer (bandwidth = 2 (P-1)/P x bytes / time, the ring's
 bus bandwidth) and of 8 bytes (latency).
@@ -18,8 +20,9 @@ bus bandwidth) and of 8 bytes (latency).
 Cost model for P ranks (stated, not measured): the per-rank batch b stays what it is at 2 ranks
 (weak scaling: global batch = P b); a step = compute(b) + ring Allreduce of the gradient,
 2 (P-1)/P x bytes / link + 2 (P-1) x latency, without overlap (nnctl reduces after the whole
-backward pass); compute(b) is the measured 1-rank step time at batch b minus nothing (1 thread per
-rank). Links: 10 Gbit/s (TCP, 30 us per message) and 100 Gbit/s (RDMA, 3 us per message).
+backward pass; a sharded update's Reduce_scatter + Allgatherv move the same bytes in the same number
+of ring messages); compute(b) is the measured 2-rank step time minus its collectives (1 thread per
+rank; with a sharded update its 1/2 of the optimizer step, where P ranks would run 1/P). Links: 10 Gbit/s (TCP, 30 us per message) and 100 Gbit/s (RDMA, 3 us per message).
 
     python benchmarks/bench_dp.py [--quick] [--json] [--repeats 3] [--cases tiny,mlp128,mlp512,cnn]
 
@@ -121,6 +124,7 @@ def worker(case: dict, data_dir: Path) -> None:
     assert result.status == "completed", result.status
     (t0, r0), (t1, r1) = marks[case["warmup"]], marks[-1]
     n = len(experiment.splits["train"])
+    n_params = experiment.network.param_count
     steps = -(-n // case["batch"]) * case["epochs"]
     out = {
         "samples_per_s": n * case["epochs"] / (t1 - t0),
@@ -129,6 +133,8 @@ def worker(case: dict, data_dir: Path) -> None:
         "parameters": experiment.network.param_count,
         "bytes": experiment.network.flat_grads.nbytes,
         "final_loss": result.final.get("train_loss"),
+        # the optimizer step: "sharded" (Reduce_scatter, each rank its part, Allgatherv) or "replicated"
+        "update": "sharded" if comm.update_part(experiment.optimizer, n_params) is not None else "replicated",
     }
     if comm.size > 1:  # a bare Allreduce of the gradient buffer, and of 8 bytes
         for key, buf in (
@@ -226,7 +232,8 @@ def _lines(name: str, case: dict, r: dict) -> str:
     one, two, threads = r["1 rank"], r["2 ranks"], r["2 threads"]
     bw = 2 * (2 - 1) / 2 * two["bytes"] / two["allreduce_model_s"]
     lines = [
-        f"{name}: batch {case['batch']}, {two['parameters']:,} parameters ({two['bytes'] / 1e6:.2f} MB of gradients)",
+        f"{name}: batch {case['batch']}, {two['parameters']:,} parameters ({two['bytes'] / 1e6:.2f} MB of gradients), "
+        f"2-rank update {two['update']}",
         f"  1 rank     {one['samples_per_s']:>12,.0f} samples/s  (runs: {one['all_samples_per_s']})",
         f"  2 ranks    {two['samples_per_s']:>12,.0f} samples/s  ({two['samples_per_s'] / one['samples_per_s']:.2f}x 1 rank, "
         f"efficiency {r['efficiency']:.0%}, allreduce {two['allreduce_share']:.1%} of rank 0's time; "

@@ -6,6 +6,8 @@ writes only its update rule, fused with `out=` into preallocated scratch so a st
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -33,6 +35,9 @@ class Optimizer(OnDevice, Component):
     optimizer's own hyper-parameters; `setup()` starts the step count and the (empty) state."""
 
     state_keys: tuple[str, ...] = ()
+    # Each entry's update reads only that entry of the buffers (true of every built-in rule): then
+    # data-parallel ranks can each update their own part (`part`). A plugin's rule is not assumed to be.
+    elementwise = False
 
     def setup(self) -> None:
         self.t = 0  # steps taken
@@ -83,6 +88,23 @@ class Optimizer(OnDevice, Component):
         """The update rule, in place on p; lr is a 0-d array of p's dtype (see `_rate`)."""
         raise NotImplementedError
 
+    def shardable(self) -> bool:
+        """Whether `part` views may update the buffers piece by piece (with clip_norm a step needs the whole gradient)."""
+        return self.elementwise and self.clip_norm is None
+
+    def part(self, part: slice) -> Optimizer:
+        """A view of this optimizer that steps only entries `part` of the buffers, its state and scratch
+        being the same entries of this one's (a rank of a data-parallel run updates its share this way).
+        Its step count starts at this one's; `join(view)` takes it back."""
+        view = copy.copy(self)
+        view.params, view.grads, view.decay_mask = self.params[part], self.grads[part], self.decay_mask[part]
+        view.state = {key: value[part] for key, value in self.state.items()}
+        view._tmp, view._tmp2 = self._tmp[part], self._tmp2[part]
+        return view
+
+    def join(self, view: Optimizer) -> None:
+        self.t = view.t
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The state as NumPy arrays and the step count (on the CPU the live arrays: save or copy them)."""
         host = {key: self.device.to_host(value) for key, value in self.state.items()}
@@ -97,6 +119,8 @@ class Optimizer(OnDevice, Component):
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """v = momentum v + g; p -= lr v (nesterov: p -= lr (g + momentum v)); plain p -= lr g when momentum = 0."""
+
+    elementwise = True
 
     class Params(OptimizerParams):
         lr: float = Field(0.01, gt=0, description="Learning rate.")
@@ -144,6 +168,8 @@ class SGD(Optimizer):
 @OPTIMIZERS.register("adam")
 class Adam(Optimizer):
     """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) (Kingma & Ba)."""
+
+    elementwise = True
 
     state_keys = ("m", "v")
 
@@ -196,6 +222,8 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """v = rho v + (1 - rho) g^2; p -= lr g / (sqrt(v) + eps) (Hinton's lecture 6e)."""
 
+    elementwise = True
+
     state_keys = ("v",)
 
     class Params(OptimizerParams):
@@ -220,6 +248,8 @@ class RMSprop(Optimizer):
 @OPTIMIZERS.register("adagrad")
 class Adagrad(Optimizer):
     """s += g^2; p -= lr g / (sqrt(s) + eps): each parameter's rate shrinks with its gradient history (Duchi 2011)."""
+
+    elementwise = True
 
     state_keys = ("s",)
 

@@ -378,8 +378,12 @@ class SummaryWriter(Callback):
         )
         if result.stop_reason:
             self.summary["stop_reason"] = result.stop_reason
-        if loop.comm.size > 1:  # rank 0's time in the per-step Allreduce (waiting for slower ranks included)
+        if loop.comm.size > 1:  # rank 0's time in the per-step collectives (waiting for slower ranks included)
             self.summary["allreduce_seconds"] = round(loop.comm.reduce_seconds, 3)
+            # how the optimizer step ran: each rank its part of the buffers, or every rank all of them
+            ex = self.experiment
+            part = loop.comm.update_part(ex.optimizer, ex.network.flat_params.size)
+            self.summary["update"] = "replicated" if part is None else "sharded"
         if loop.threads is not None:
             self.summary["threads"] = loop.threads.summary()
         if result.status == "diverged":

@@ -81,6 +81,8 @@ def run_epoch(
     resident = experiment.resident("train", training=True)  # on a GPU: the split moved once, batched there
     batch = _batcher(experiment, resident, augment_rng)
     sums = {"loss": 0.0, "penalty": 0.0, "lr": base_lr}
+    part = comm.update_part(opt, net.flat_params.size)  # the entries this rank's step updates (None: all)
+    stepper = opt if part is None else opt.part(part)
     for k, start in enumerate(range(0, n, batch_size)):
         lr = base_lr if constant_lr else schedule.lr(base_lr, epoch - 1 + k / steps_per_epoch, epochs)
         idx = order[start : start + batch_size]
@@ -102,22 +104,26 @@ def run_epoch(
             net.backward(loss_fn.backward())
         elif parallel:
             net.flat_grads.fill(0)  # nothing to add (an empty slice), or a NaN that the flag reports
-        diverged, signum = comm.reduce_step(net.flat_grads, share, not finite, stop.signum)
+        diverged, signum = comm.reduce_step(net.flat_grads, share, not finite, stop.signum, part)
         if diverged:
+            _join_parts(comm, opt, stepper, part)
             return "diverged", sums
         # this rank's part of the batch's loss x its length; summed over the ranks at the epoch's end
         sums["loss"] += batch_loss * (len(idx) * share if weighted else len(mine))
         for reg, w, g in experiment.penalties:
             sums["penalty"] += reg.value(w) * len(idx)
             reg.add_grad(w, g)
-        opt.step(lr)
+        stepper.step(lr)
+        comm.gather(net.flat_params, part)
         for constraint, w in experiment.constraints:
             constraint.project(w)
         sums["lr"] = lr
         if signum is not None:
             if parallel:
                 stop.signum = signum  # every rank stops at this step, with the signal any rank got
+            _join_parts(comm, opt, stepper, part)
             return "interrupted", sums
+    _join_parts(comm, opt, stepper, part)
     sums["loss"] = comm.sum(sums["loss"])
     if parallel:  # batch statistics of rank 0 (as DDP's broadcast_buffers), so evaluation agrees everywhere
         for buffer in net.named_buffers().values():
@@ -125,6 +131,15 @@ def run_epoch(
     if not bool(net.xp.isfinite(net.flat_params).all()):  # a NaN/Inf gradient with a finite loss
         return "diverged", sums
     return "completed", sums
+
+
+def _join_parts(comm, opt, stepper, part) -> None:
+    """After a sharded update (comm.update_part): every rank's part of the optimizer state onto every rank,
+    and the step count, so the state is whole wherever it is saved or read."""
+    if part is not None:
+        for key in sorted(opt.state):
+            comm.gather(opt.state[key], part)
+        opt.join(stepper)
 
 
 def _batcher(experiment: Experiment, resident, augment_rng) -> Callable[[np.ndarray], tuple[Any, Any]]:

@@ -122,3 +122,43 @@ def test_adamw_decouples_decay_from_the_adaptive_step():
     opt.step()
     adam_step = lr * 0.5 / (0.5 + 1e-8)  # first Adam step is lr * sign(g)
     np.testing.assert_allclose(params, [2.0 * (1 - lr * wd) - adam_step, 2.0 - adam_step])
+
+
+ELEMENTWISE = [
+    {"type": "sgd", "lr": 0.1},
+    {"type": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    {"type": "adam", "lr": 0.01, "clip_value": 0.5},
+    {"type": "adamw", "lr": 0.01, "weight_decay": 0.1},
+    {"type": "rmsprop", "lr": 0.01},
+    {"type": "adagrad", "lr": 0.1},
+]
+
+
+@pytest.mark.parametrize("spec", ELEMENTWISE, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_stepping_parts_is_bit_for_bit_stepping_the_whole(spec):
+    """A data-parallel rank steps its part of the buffers (Optimizer.part); the parts together must be
+    exactly the whole step, state and step count included, past a denormal flush."""
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=1001).astype(np.float32)
+    mask = (rng.random(1001) < 0.8).astype(np.float32)
+    whole = OPTIMIZERS.create(spec).bind(p0.copy(), np.zeros_like(p0), mask)
+    parted = OPTIMIZERS.create(spec).bind(p0.copy(), np.zeros_like(p0), mask)
+    assert parted.shardable()
+    views = [parted.part(slice(0, 334)), parted.part(slice(334, 1001))]
+    for _ in range(FLUSH_EVERY + 3):
+        g = rng.normal(size=1001).astype(np.float32)
+        whole.grads[...] = g
+        parted.grads[...] = g
+        whole.step(0.05)
+        for view in views:
+            view.step(0.05)
+    parted.join(views[0])
+    assert np.array_equal(whole.params, parted.params)
+    for key, value in whole.state_dict().items():
+        assert np.array_equal(value, parted.state_dict()[key]), key
+
+
+def test_only_elementwise_steps_without_a_global_norm_are_shardable():
+    assert OPTIMIZERS.create({"type": "adam"}).shardable()
+    assert not OPTIMIZERS.create({"type": "adam", "clip_norm": 1.0}).shardable()  # needs the whole gradient
+    assert not OPTIMIZERS.create({"type": "playground_sgd"}).shardable()  # not declared elementwise

@@ -1,5 +1,5 @@
 """The equivalence cases: each trained on one process and on 2 MPI ranks (`python -m tests.parallel.cases OUT`
-under mpiexec trains them all in one MPI world, rank 0 writing OUT/<case>/...)."""
+under mpiexec trains them all in one MPI world, rank 0 writing OUT/<case>/...; `... OUT CASE ...` only those)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def write_data(out: Path) -> None:
     (out / "data" / "weighted.csv").write_text("\n".join(rows) + "\n")
 
 
-def train_all(out: Path, comm=None) -> dict[str, Path]:
+def train_all(out: Path, comm=None, names=None) -> dict[str, Path]:
     from nnctl.session import run_training
 
     if comm is None or comm.rank == 0:
@@ -105,6 +105,8 @@ def train_all(out: Path, comm=None) -> dict[str, Path]:
         comm.barrier()
     runs = {}
     for name, (config, overrides) in CASES.items():
+        if names and name not in names:
+            continue
         overrides = [o.replace("{out}", str(out)) for o in overrides]
         result = run_training(ROOT / config, overrides, runs_dir=out / name, comm=comm)
         assert result.status == "completed", (name, result.status)
@@ -115,4 +117,4 @@ def train_all(out: Path, comm=None) -> dict[str, Path]:
 if __name__ == "__main__":
     from nnctl.parallel import world
 
-    train_all(Path(sys.argv[1]), world())
+    train_all(Path(sys.argv[1]), world(), sys.argv[2:])  # OUT [CASE ...]: all cases, or those named
