@@ -36,7 +36,8 @@ class Optimizer(OnDevice, Component):
 
     state_keys: tuple[str, ...] = ()
     # Each entry's update reads only that entry of the buffers (true of every built-in rule): then
-    # data-parallel ranks can each update their own part (`part`). A plugin's rule is not assumed to be.
+    # data-parallel ranks can each update their own part (`part`). Declared by the class that writes
+    # `_update` (see shardable); a plugin's rule is not assumed to be.
     elementwise = False
 
     def setup(self) -> None:
@@ -89,8 +90,12 @@ class Optimizer(OnDevice, Component):
         raise NotImplementedError
 
     def shardable(self) -> bool:
-        """Whether `part` views may update the buffers piece by piece (with clip_norm a step needs the whole gradient)."""
-        return self.elementwise and self.clip_norm is None
+        """Whether `part` views may update the buffers piece by piece: the class that wrote the rule says
+        it is elementwise (a subclass that rewrites `_update` or `step` must say so again), and no
+        clip_norm (a step that needs the whole gradient's norm)."""
+        rule = next(cls for cls in type(self).__mro__ if "_update" in vars(cls))
+        base_step = type(self).step is Optimizer.step
+        return vars(rule).get("elementwise", False) and base_step and self.clip_norm is None
 
     def part(self, part: slice) -> Optimizer:
         """A view of this optimizer that steps only entries `part` of the buffers, its state and scratch
@@ -203,6 +208,8 @@ class Adam(Optimizer):
 @OPTIMIZERS.register("adamw")
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * weight_decay * w, then the Adam step."""
+
+    elementwise = True
 
     class Params(Adam.Params):
         weight_decay: float = Field(

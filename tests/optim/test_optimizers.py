@@ -162,3 +162,9 @@ def test_only_elementwise_steps_without_a_global_norm_are_shardable():
     assert OPTIMIZERS.create({"type": "adam"}).shardable()
     assert not OPTIMIZERS.create({"type": "adam", "clip_norm": 1.0}).shardable()  # needs the whole gradient
     assert not OPTIMIZERS.create({"type": "playground_sgd"}).shardable()  # not declared elementwise
+
+    class Rewritten(OPTIMIZERS.get("adam").component):  # a plugin's new rule on top of Adam: not assumed elementwise
+        def _update(self, p, g, lr):
+            p -= lr * g / (np.linalg.norm(g) + 1e-8)
+
+    assert not Rewritten().shardable()
