@@ -133,8 +133,9 @@ def worker(case: dict, data_dir: Path) -> None:
         "parameters": experiment.network.param_count,
         "bytes": experiment.network.flat_grads.nbytes,
         "final_loss": result.final.get("train_loss"),
-        # the optimizer step: "sharded" (Reduce_scatter, each rank its part, Allgatherv) or "replicated"
-        "update": "sharded" if comm.update_part(experiment.optimizer, n_params) is not None else "replicated",
+        # the optimizer step: "replicated" (Allreduce), "sharded" (Reduce_scatter, each rank its part,
+        # Allgatherv) or "sharded, shared memory" (the same exchanges through an MPI-3 shared window)
+        "update": comm.update_mode(experiment.optimizer, n_params),
     }
     if comm.size > 1:  # a bare Allreduce of the gradient buffer, and of 8 bytes
         for key, buf in (

@@ -382,8 +382,7 @@ class SummaryWriter(Callback):
             self.summary["allreduce_seconds"] = round(loop.comm.reduce_seconds, 3)
             # how the optimizer step ran: each rank its part of the buffers, or every rank all of them
             ex = self.experiment
-            part = loop.comm.update_part(ex.optimizer, ex.network.flat_params.size)
-            self.summary["update"] = "replicated" if part is None else "sharded"
+            self.summary["update"] = loop.comm.update_mode(ex.optimizer, ex.network.flat_params.size)
         if loop.threads is not None:
             self.summary["threads"] = loop.threads.summary()
         if result.status == "diverged":

@@ -96,25 +96,32 @@ def test_only_rank_0_wrote_a_run_and_its_summary_names_the_workers(trained):
 SHARDED = ("cnn_adam", "mlp_adam", "mlp_sgd_momentum")
 
 
-def test_the_sharded_update_is_bit_for_bit_the_replicated_one(trained, tmp_path):
-    """Each rank stepping its part of the buffers (Reduce_scatter, step, Allgatherv) trains exactly what
-    every rank stepping all of them after one Allreduce trains: with 2 ranks the sums are the same
+@pytest.mark.parametrize(
+    ("setting", "mode"),
+    [("NNCTL_SHARD_UPDATE=0", "replicated"), ("NNCTL_SHARED_MEMORY=0", "sharded")],
+    ids=["against-allreduce", "against-mpi-collectives"],
+)
+def test_the_sharded_update_is_bit_for_bit_the_replicated_one(trained, tmp_path, setting, mode):
+    """Each rank stepping its part of the buffers (the default on one machine: exchanged through shared
+    memory) trains exactly what every rank stepping all of them after one Allreduce trains, and what
+    the sharded update through Reduce_scatter / Allgatherv trains: with 2 ranks the sums are the same
     additions, and the optimizers are elementwise."""
     import json
 
     _, two = trained
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "NNCTL_SHARD_UPDATE": "0"}
+    var, _, value = setting.partition("=")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", var: value}
     subprocess.run(
         [find_mpiexec(), "-n", "2", sys.executable, "-m", "tests.parallel.cases", str(tmp_path), *SHARDED],
         cwd=ROOT, env=env, check=True, timeout=300,
     )  # fmt: skip
     for case in SHARDED:
-        sharded, replicated = np.load(_last(two, case)), np.load(_last(tmp_path, case))
-        keys = [k for k in sharded.files if k.startswith(("param/", "optim/"))]
-        assert len(keys) >= 4 and sorted(sharded.files) == sorted(replicated.files)
+        default, other = np.load(_last(two, case)), np.load(_last(tmp_path, case))
+        keys = [k for k in default.files if k.startswith(("param/", "optim/"))]
+        assert len(keys) >= 4 and sorted(default.files) == sorted(other.files)
         for key in keys:
-            assert np.array_equal(sharded[key], replicated[key]), (case, key)
+            assert np.array_equal(default[key], other[key]), (case, key)
         summary = json.loads((_last(two, case).parents[1] / "summary.json").read_text())
-        assert summary["update"] == "sharded", case
+        assert summary["update"] == "sharded, shared memory", case
         summary = json.loads((_last(tmp_path, case).parents[1] / "summary.json").read_text())
-        assert summary["update"] == "replicated", case
+        assert summary["update"] == mode, case
