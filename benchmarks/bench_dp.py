@@ -12,7 +12,9 @@ Each configuration is a fresh process (or mpiexec job) that trains warm-up epoch
 epochs; samples/s = samples x timed epochs / their wall time on rank 0. "allreduce" is the share of
 that time rank 0 spends in the per-step collectives (waiting for the other rank included): the
 Allreduce, or with a sharded update (nnctl.parallel.MPIComm.update_part; the header line says which)
-the Reduce_scatter of the gradients and the Allgatherv of the updated parameters. Scaling
+the Reduce_scatter of the gradients and the Allgatherv of the updated parameters, or on one machine
+their shared-memory exchanges (nnctl.parallel.SharedExchange; NNCTL_SHARED_MEMORY=0 and
+NNCTL_SHARD_UPDATE=0 in the environment measure the others). Scaling
 efficiency = (2-rank samples/s) / (2 x 1-rank samples/s). After training, each 2-rank job times a
 bare Allreduce of the model's gradient buffer (bandwidth = 2 (P-1)/P x bytes / time, the ring's
 bus bandwidth) and of 8 bytes (latency).
