@@ -1,7 +1,8 @@
 """Data-parallel benchmark: samples/s of one training on 1 rank, 2 MPI ranks, and 1 process with 2 BLAS threads.
 
 Workloads (float32, nnctl's own trainer, the global batch fixed): the tiny network (bench_tiny.py:
-2-8-8-1 tanh, batch 10), the 784-256-128-10 MLP (bench_mlp.py's data and network) at batch 128 and
+2-8-8-1 tanh, batch 10; `tiny2048`, not run by default: the same network at batch 2048 on 20,480
+Playground points, where arithmetic rather than per-step overhead fills a step), the 784-256-128-10 MLP (bench_mlp.py's data and network) at batch 128 and
 512, and the benchmark CNN (bench_cnn.py) at batch 64. Three ways to use the 2 cores:
 
     1 rank      one process, 1 BLAS thread                     (the baseline)
@@ -55,6 +56,9 @@ def cases(quick: bool) -> dict[str, dict]:
     scale = 0.25 if quick else 1.0
     return {
         "tiny": {"kind": "tiny", "batch": 10, "samples": 500, "warmup": 5, "epochs": max(5, int(40 * scale))},
+        # The same network where a step's arithmetic, not its overhead, is most of the time: where data
+        # parallelism starts to pay for it (at batch 10 every rank pays the whole per-step overhead).
+        "tiny2048": {"kind": "tiny", "batch": 2048, "samples": 20_480, "warmup": 5, "epochs": max(5, int(300 * scale))},
         "mlp128": {"kind": "mlp", "batch": 128, "samples": int(20_000 * scale), "warmup": 1, "epochs": 3},
         "mlp512": {"kind": "mlp", "batch": 512, "samples": int(20_000 * scale), "warmup": 1, "epochs": 3},
         "cnn": {"kind": "cnn", "batch": 64, "samples": int(2_000 * scale), "warmup": 1, "epochs": 2},
@@ -71,6 +75,7 @@ def _config(case: dict, data_dir: Path) -> dict:
         from bench_tiny import tiny_config
 
         config = tiny_config(case["warmup"] + case["epochs"])
+        config["data"]["source"]["samples"] = case["samples"]
     elif kind == "mlp":
         from bench_mlp import make_data, mlp_config
 
