@@ -121,6 +121,7 @@ class MPIComm:
         self.one_machine = node.Get_size() == self.size
         node.Free()
         self._shared: SharedExchange | None = None
+        self._no_room: tuple | None = None  # (n, dtype) of a window /dev/shm had no room for
 
     def update_part(self, optimizer, n: int) -> slice | None:
         """The entries of the flat buffers this rank's optimizer step updates, or None for all of them.
@@ -152,18 +153,25 @@ class MPIComm:
         "sharded" (Reduce_scatter / Allgatherv) or "sharded, shared memory" (SharedExchange)."""
         if self.update_part(optimizer, n) is None:
             return "replicated"
-        return "sharded, shared memory" if self._shared_ok() else "sharded"
+        return "sharded, shared memory" if self._shared_ok() and self._no_room is None else "sharded"
 
     def _shared_ok(self) -> bool:
         return self.one_machine and self.size <= SHARED_MAX_RANKS and os.environ.get(SHARED_VAR, "1") != "0"
 
     def _exchange(self, n: int, dtype) -> SharedExchange | None:
         """The shared-memory exchange for n entries, or None to use MPI's collectives (see SharedExchange)."""
-        if not self._shared_ok():
+        if not self._shared_ok() or self._no_room == (n, str(dtype)):
             return None
         if self._shared is None or not self._shared.fits(n, dtype):
             if self._shared is not None:
                 self._shared.free()
+                self._shared = None
+            # The window's pages are taken from /dev/shm when first written: where it has no room (Docker's
+            # default is 64 MB) a rank would die of SIGBUS mid-step. Every rank agrees, then all fall back.
+            room = _shm_room(SharedExchange.nbytes(n, dtype, self.size))
+            if not self.comm.allreduce(room, op=self.MPI.LAND):
+                self._no_room = (n, str(dtype))
+                return None
             self._shared = SharedExchange(
                 self.MPI, self.comm, n, dtype, [shard(n, r, self.size) for r in range(self.size)]
             )
@@ -246,6 +254,19 @@ class MPIComm:
         self.comm.Abort(code)
 
 
+SHM_DIR = "/dev/shm"  # where MPICH (and Open MPI's default) back shared windows
+SHM_HEADROOM = 1.25  # MPI's own segments, other jobs
+
+
+def _shm_room(nbytes: int) -> bool:
+    """Whether SHM_DIR has room for a shared window of nbytes (True where there is no such folder)."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return True
+    return st.f_bavail * st.f_frsize >= nbytes * SHM_HEADROOM
+
+
 def _flags(diverged: bool, signum: int | None) -> tuple[int, int, int]:
     """The three numbers the ranks add up each step: diverged, got SIGINT, got SIGTERM."""
     return (1 if diverged else 0, 1 if signum == signal.SIGINT else 0, 1 if signum not in (None, signal.SIGINT) else 0)
@@ -278,6 +299,13 @@ class SharedExchange:
         self.stages = np.frombuffer(memory[0], dtype=self.dtype, count=stage, offset=slots * item).reshape(2, n)
         self.window.Lock_all(MPI.MODE_NOCHECK)  # one passive epoch for the whole run: Sync + Barrier per exchange
         self.reduces = self.gathers = 0
+
+    @staticmethod
+    def nbytes(n: int, dtype, size: int) -> int:
+        """The window's bytes over all ranks: every rank's two slots, and the two stages."""
+        import numpy as np
+
+        return (size * 2 * (n + 3) + 2 * n) * np.dtype(dtype).itemsize
 
     def fits(self, n: int, dtype) -> bool:
         return n == self.n and dtype == self.dtype

@@ -135,10 +135,12 @@ def run_epoch(
 
 def _join_parts(comm, opt, stepper, part) -> None:
     """After a sharded update (comm.update_part): every rank's part of the optimizer state onto every rank,
-    and the step count, so the state is whole wherever it is saved or read."""
+    and the step count, so the state is whole wherever it is saved or read; and of the last step's
+    gradients (each rank summed only its part), which the tensorboard callback's histograms read."""
     if part is not None:
         for key in sorted(opt.state):
             comm.gather(opt.state[key], part)
+        comm.gather(opt.grads, part)
         opt.join(stepper)
 
 
