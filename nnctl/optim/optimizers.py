@@ -82,7 +82,10 @@ class Optimizer(OnDevice, Component):
         (never updated in place, so an `_update` may keep it): a NumPy scalar operand, and converting lr
         to one, cost a small network's step ~0.3 us more."""
         if lr != self._rate_of:
-            self._rate_of, self._rate_array = lr, self.xp.asarray(lr, dtype=self.params.dtype)
+            rate = self.xp.asarray(lr, dtype=self.params.dtype)
+            if hasattr(rate, "flags") and hasattr(rate.flags, "writeable"):  # NumPy: `lr *= x` in a rule raises
+                rate.flags.writeable = False
+            self._rate_of, self._rate_array = lr, rate
         return self._rate_array
 
     def _update(self, p: np.ndarray, g: np.ndarray, lr) -> None:
