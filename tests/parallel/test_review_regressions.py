@@ -104,3 +104,27 @@ def test_a_dev_shm_too_small_for_the_window_falls_back_to_mpi_collectives(tmp_pa
 
 if __name__ == "__main__":
     _probe(Path(sys.argv[1]))
+
+
+@pytest.mark.slow
+@needs_mpi
+@pytest.mark.parametrize("var", ["NNCTL_SHARED_MEMORY", "NNCTL_SHARD_UPDATE"])
+def test_ranks_that_see_different_settings_still_train_together(tmp_path, var):
+    """A setting in one rank's environment only (Open MPI forwards no variables without -x; or MPMD
+    -env): the ranks must agree on one way to exchange, not mix Reduce_scatter and shared memory
+    (NNCTL_SHARED_MEMORY: every rank spun in mismatched collectives for good, SIGTERM ignored;
+    NNCTL_SHARD_UPDATE: an MPI 'Message truncated' abort)."""
+    pytest.importorskip("mpi4py")
+    train = [sys.executable, "-m", "nnctl", "train", str(ROOT / "configs" / "digits.yaml"), "-q",
+             "--runs-dir", str(tmp_path), "--set", "train.epochs=1"]  # fmt: skip
+    proc = subprocess.Popen(
+        [find_mpiexec(), "-n", "1", "-env", var, "0", *train, ":", "-n", "1", *train],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail("the ranks hung")
+    assert proc.returncode == 0, err
