@@ -122,6 +122,11 @@ class MPIComm:
         node.Free()
         self._shared: SharedExchange | None = None
         self._no_room: tuple | None = None  # (n, dtype) of a window /dev/shm had no room for
+        # Rank 0's settings for every rank: a variable in one rank's environment only (Open MPI forwards
+        # none without -x) must not make the ranks mix different exchanges (a hang, or an MPI abort).
+        self._shard_on, self._shared_on = self.comm.bcast(
+            (os.environ.get(SHARD_VAR, "1") != "0", os.environ.get(SHARED_VAR, "1") != "0"), root=0
+        )
 
     def update_part(self, optimizer, n: int) -> slice | None:
         """The entries of the flat buffers this rank's optimizer step updates, or None for all of them.
@@ -137,7 +142,7 @@ class MPIComm:
         elementwise rules without clip_norm and buffers too large to travel packed with the flags.
         Measured on 2 ranks (epochs alternating in one job): MLP-512 178.6k -> 185.2k (collectives) ->
         190.0k samples/s (shared memory); CNN 4,343 -> 4,268 -> 4,466."""
-        if n <= PACK_LIMIT or not optimizer.shardable() or os.environ.get(SHARD_VAR, "1") == "0":
+        if n <= PACK_LIMIT or not optimizer.shardable() or not self._shard_on:
             return None
         return shard(n, self.rank, self.size)
 
@@ -156,7 +161,7 @@ class MPIComm:
         return "sharded, shared memory" if self._shared_ok() and self._no_room is None else "sharded"
 
     def _shared_ok(self) -> bool:
-        return self.one_machine and self.size <= SHARED_MAX_RANKS and os.environ.get(SHARED_VAR, "1") != "0"
+        return self.one_machine and self.size <= SHARED_MAX_RANKS and self._shared_on
 
     def _exchange(self, n: int, dtype) -> SharedExchange | None:
         """The shared-memory exchange for n entries, or None to use MPI's collectives (see SharedExchange)."""
