@@ -1,4 +1,4 @@
-"""Regressions found in review of the sharded update (ZeRO stage 1) and its shared-memory exchange.
+"""Edge cases of the sharded update (ZeRO stage 1) and its shared-memory exchange.
 
 1. After a sharded epoch, rank 0's flat gradient buffer (what the tensorboard callback's gradient
    histograms read) held the summed gradient only in rank 0's part; the rest was rank 0's own local
@@ -7,7 +7,7 @@
    default is 64 MB: a 3M-parameter float32 model on 2 ranks), the first write killed a rank with
    SIGBUS, where MPI's collectives (NNCTL_SHARED_MEMORY=0) train fine.
 
-`python -m tests.parallel.test_review_regressions OUT` (under mpiexec or alone) trains the digits MLP for
+`python -m tests.parallel.test_sharded_update_edges OUT` (under mpiexec or alone) trains the digits MLP for
 one epoch and saves rank 0's flat gradients to OUT/grads<size>.npy.
 """
 
@@ -60,7 +60,7 @@ needs_mpi = pytest.mark.skipif(find_mpiexec() is None, reason="no mpiexec (pip i
 @pytest.mark.parametrize("shared", ["1", "0"], ids=["shared-memory", "mpi-collectives"])
 def test_rank_0_gradients_after_a_sharded_epoch_are_the_one_process_ones(tmp_path, shared):
     pytest.importorskip("mpi4py")
-    module = [sys.executable, "-m", "tests.parallel.test_review_regressions", str(tmp_path)]
+    module = [sys.executable, "-m", "tests.parallel.test_sharded_update_edges", str(tmp_path)]
     subprocess.run(module, cwd=ROOT, env=_env(), check=True, timeout=300)
     subprocess.run(
         [find_mpiexec(), "-n", "2", *module], cwd=ROOT, env=_env(NNCTL_SHARED_MEMORY=shared), check=True, timeout=300

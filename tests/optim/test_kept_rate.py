@@ -1,4 +1,4 @@
-"""Review regression: since lr reaches `_update` as a kept 0-d array (Optimizer._rate), a plugin's rule
+"""Since lr reaches `_update` as a kept 0-d array (Optimizer._rate), a plugin's rule
 that rescales it in place (`lr *= 0.5`, harmless on the NumPy scalar it was before) changed the kept
 rate, so every later step at the same rate compounded the factor, silently."""
 
