@@ -92,7 +92,7 @@ def test_a_dev_shm_too_small_for_the_window_falls_back_to_mpi_collectives(tmp_pa
         "--runs-dir", str(tmp_path), "--set", "dtype=float64", "--set", "train.epochs=1",
         "--set", "train.batch_size=64", "--set", layers,
     ]  # fmt: skip
-    script = "mount -t tmpfs -o size=8m tmpfs /dev/shm && exec \"$@\""
+    script = 'mount -t tmpfs -o size=8m tmpfs /dev/shm && exec "$@"'
     proc = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *args],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
