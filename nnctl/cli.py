@@ -262,6 +262,7 @@ def _train_here(config, set_, resume, allow_plugins, runs_dir, quiet, json_, dev
             sys.stderr.write(f"rank {comm.rank} ({comm.hosts[comm.rank]}) failed:\n{traceback.format_exc()}")
         comm.abort(code)
         raise
+    comm.close()  # every rank returned from training: release the shared-memory window together
     if json_ and first:
         stdout_json(
             {

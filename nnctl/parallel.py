@@ -68,6 +68,9 @@ class SingleProcess:
     def gather(self, buffer, part) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def allreduce(self, buffer):
         return buffer
 
@@ -181,6 +184,13 @@ class MPIComm:
                 self.MPI, self.comm, n, dtype, [shard(n, r, self.size) for r in range(self.size)]
             )
         return self._shared
+
+    def close(self) -> None:
+        """Free the shared-memory window (collective: every rank calls it after training returns). MPICH
+        exits cleanly with it held, but MPI does not promise that at Finalize."""
+        if self._shared is not None:
+            self._shared.free()
+            self._shared = None
 
     def gather(self, buffer, part) -> None:
         """Every rank's part of `buffer` (updated there) onto every rank; nothing when part is None."""

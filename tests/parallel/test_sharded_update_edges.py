@@ -128,3 +128,20 @@ def test_ranks_that_see_different_settings_still_train_together(tmp_path, var):
         proc.communicate()
         pytest.fail("the ranks hung")
     assert proc.returncode == 0, err
+
+
+def test_close_frees_the_shared_window_once():
+    from nnctl.parallel import MPIComm, SingleProcess
+
+    freed = []
+
+    class Window:
+        def free(self):
+            freed.append(True)
+
+    comm = object.__new__(MPIComm)  # no MPI world needed: close() only touches the exchange
+    comm._shared = Window()
+    comm.close()
+    comm.close()  # a second call (or a run that never sharded) has nothing left to free
+    assert freed == [True] and comm._shared is None
+    SingleProcess().close()
