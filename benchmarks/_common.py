@@ -148,18 +148,17 @@ def machine_info(torch=None) -> dict[str, Any]:
 
 
 def blas_kernel() -> str | None:
-    """numpy's BLAS and the kernel it runs ("openblas Haswell"), or None without threadpoolctl.
+    """numpy's BLAS and the kernel it runs ("openblas Haswell"), or None without threadpoolctl: the
+    short form of what a run's summary.json records (nnctl.threads.blas_library).
 
     OPENBLAS_CORETYPE picks the kernel: on an AVX-512 CPU, Haswell's (AVX2) does about half the GEMM
     FLOP/s of SkylakeX's, which moves conv and dense timings by up to 2x; PyTorch does not read it."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
+    from nnctl.threads import blas_library
+
+    blas = blas_library()
+    if blas is None:
         return None
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas":
-            return f"{pool.get('internal_api')} {pool.get('architecture') or ''}".strip()
-    return None
+    return f"{blas['library'].split()[0]} {blas.get('kernel', '')}".strip()
 
 
 def profile_top(fn: Callable[[], Any], top: int = 20) -> str:
