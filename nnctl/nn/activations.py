@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from nnctl.nn import elementwise
 from nnctl.nn.layer import Layer
 from nnctl.registry import LAYERS, Params
 
@@ -79,7 +80,7 @@ class ReLU(Activation):
     """y = max(x, 0); no saturation for x > 0, but units stuck at x < 0 stop learning ("dying ReLU")."""
 
     def f(self, x):
-        return self.xp.maximum(x, 0)
+        return elementwise.relu(self.xp, x)
 
     def df(self, x, y, dy):
         return dy * (y > 0)

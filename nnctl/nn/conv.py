@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 
 from nnctl import batchsplit
 from nnctl.errors import ConfigError
+from nnctl.nn import elementwise
 from nnctl.nn.activations import ACTIVATION_NAMES, ReLU
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer
@@ -215,9 +216,9 @@ class _Conv(Scratch, Layer):
             out = y[a * positions : b * positions]
             xp.dot(patches[a:b].reshape(out.shape[0], -1), weight, out=out)  # (n*out, F), channels-last
             if self.use_bias:
-                out += self.params["bias"]
+                elementwise.add_bias_(xp, out, self.params["bias"])
             if self.fused_relu:
-                xp.maximum(out, 0, out=out)
+                elementwise.relu_(xp, out)
 
         if batchsplit.on and batchsplit.worth_splitting(self, n, self.split_work):
             batchsplit.run(n, part)

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from nnctl import batchsplit
+from nnctl.nn import elementwise
 from nnctl.nn.activations import ACTIVATION_NAMES
 from nnctl.nn.init import Init, initialize
 from nnctl.nn.layer import Layer, require_flat
@@ -61,7 +62,7 @@ class Dense(Layer):
             z = x.dot(self.params["weight"])  # (N, units)
         if self.use_bias:
             # Small arrays: a fresh result is cheaper than an in-place broadcast (overlap checks).
-            z = z + self.params["bias"] if z.size <= 4096 else self.xp.add(z, self.params["bias"], out=z)
+            z = z + self.params["bias"] if z.size <= 4096 else elementwise.add_bias_(self.xp, z, self.params["bias"])
         if training:
             self._cache = x
         if self.activation is not None:
