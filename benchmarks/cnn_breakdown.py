@@ -1,13 +1,15 @@
 """Where the benchmark CNN's training step goes: each matrix product's rate, and each layer's time.
 
-    BENCH_THREADS=1 python benchmarks/cnn_breakdown.py [--steps 60]
+    BENCH_THREADS=1 python benchmarks/cnn_breakdown.py [--steps 60] [--split N]
 
 Part 1 times numpy's products at the shapes one step of bench_cnn.py multiplies (batch 64), against a
 1024x1024x1024 product as the BLAS kernel's yardstick, in GFLOP/s: what the step would cost if it were
 products alone. Part 2 trains --steps steps of bench_cnn.py's network through its layers' own
-forward/backward (no trainer, no thread split) and prints each layer's ms per step. Run it with one
-thread (BENCH_THREADS=1) to read costs rather than parallelism, and once more under
+forward/backward (no trainer) and prints each layer's ms per step. Run it with one thread
+(BENCH_THREADS=1) to read costs rather than parallelism, and once more under
 `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` where the environment forces OpenBLAS's kernel.
+`--split N` runs part 2 as training with `threads: N` does on this network: BLAS on one thread, each
+large layer's batch split over N Python threads (nnctl/batchsplit.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_cnn import BATCH, cnn_config, make_data
+from nnctl import batchsplit
 from nnctl.build import build_experiment
 from nnctl.config import config_from_dict
 # isort: on
@@ -70,8 +73,9 @@ def product_rates() -> list[tuple[str, float, float]]:
     return out
 
 
-def layer_times(steps: int) -> tuple[dict[str, float], float]:
-    """Each layer's forward and backward ms per step, and the whole step's, over `steps` steps."""
+def layer_times(steps: int, split: int = 1) -> tuple[dict[str, float], float]:
+    """Each layer's forward and backward ms per step, and the whole step's, over `steps` steps (batches
+    split over `split` threads, BLAS on one, when split > 1)."""
     folder = Path(tempfile.mkdtemp())
     x, y = make_data(BATCH * 20)
     np.savez(folder / "cnn.npz", x=x, y=y)
@@ -91,6 +95,11 @@ def layer_times(steps: int) -> tuple[dict[str, float], float]:
                 return result
 
             setattr(layer, method, timed)
+    if split > 1:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        batchsplit.configure(split)
     xs, ys = experiment.splits["train"].x, experiment.splits["train"].y
     batches = [(xs[s : s + BATCH], ys[s : s + BATCH]) for s in range(0, len(xs), BATCH)]
     for xb, yb in batches[:2]:  # warm-up: buffers allocated, pages touched
@@ -104,19 +113,21 @@ def layer_times(steps: int) -> tuple[dict[str, float], float]:
         net.backward(loss.backward())
         optimizer.step(0.01)
     total = time.perf_counter() - start
+    batchsplit.configure(None)
     return {key: seconds / steps * 1e3 for key, seconds in spent.items()}, total / steps * 1e3
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--split", type=int, default=1, help="split each large layer's batch over N threads")
     args = ap.parse_args()
     print(", ".join(f"{k} {v}" for k, v in machine_info().items()))
     rates = product_rates()
     for name, ms, gflops in rates:
         print(f"  {name:40s} {ms:8.3f} ms  {gflops:7.1f} GFLOP/s")
     products = sum(ms for name, ms, _ in rates if not name.startswith("yardstick"))
-    per_layer, step = layer_times(args.steps)
+    per_layer, step = layer_times(args.steps, args.split)
     print(f"products of one step alone: {products:.1f} ms; a training step: {step:.1f} ms")
     for key, ms in sorted(per_layer.items(), key=lambda item: -item[1]):
         print(f"  {key:50s} {ms:8.3f} ms/step")
