@@ -287,7 +287,7 @@ class _Conv(Scratch, Layer):
                 dxh.fill(0)
             grid = (b - a, *self.out_sizes, channels)
             for k, (_, slices) in enumerate(self._offsets()):  # k*k slice-adds over the whole batch (or part)
-                dxh[(slice(None), *slices)] += dp[k].reshape(grid)
+                elementwise.add_(xp, dxh[(slice(None), *slices)], dp[k].reshape(grid))
 
         if split:
             batchsplit.run(n, part)

@@ -47,3 +47,34 @@ def test_non_contiguous_arrays_take_the_plain_call():
     view = a.copy(order="F")
     elementwise.relu_(np, view)
     assert view.tobytes() == np.maximum(a, 0).tobytes()
+
+
+@pytest.mark.parametrize(
+    "padded, region",
+    [
+        ((64, 16, 16, 32), (slice(None), slice(1, 15), slice(2, 16))),  # conv2's col2im: rows of 14 x 32
+        ((64, 30, 30, 1), (slice(None), slice(0, 28), slice(1, 29))),  # C = 1: rows of 28, through the buffer
+        ((64, 16, 16, 32), (slice(None), slice(0, 14, 2), slice(0, 14, 2))),  # stride 2: rows of 32
+        ((8, 8, 8, 8), (slice(None), slice(1, 7), slice(1, 7))),  # small: the plain add
+    ],
+)
+def test_add_into_a_strided_view_is_the_plain_add(padded, region):
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal(padded).astype(np.float32)
+    expected = base.copy()
+    expected[region] += np.ones_like(expected[region]) * 0.5
+    src = np.full(base[region].shape, 0.5, dtype=np.float32)
+    settings = (np.getbufsize(), np.geterr())
+    view = base[region]
+    assert elementwise.add_(np, view, src) is view
+    assert base.tobytes() == expected.tobytes()
+    assert (np.getbufsize(), np.geterr()) == settings  # nothing leaks out of the call
+
+
+def test_contiguous_run_counts_the_innermost_contiguous_elements():
+    a = np.zeros((4, 16, 16, 32), np.float32)
+    assert elementwise.contiguous_run(a) == a.size
+    assert elementwise.contiguous_run(a[:, 1:15, 1:15]) == 14 * 32
+    assert elementwise.contiguous_run(a[:, :, ::2]) == 32
+    assert elementwise.contiguous_run(a[..., ::2]) == 1
+    assert elementwise.contiguous_run(a[:, 3:4, 1:15]) == 14 * 32  # a length-1 axis does not break the run
