@@ -119,6 +119,9 @@ class _Conv(Scratch, Layer):
         act = self.activation
         self.activation = LAYERS.get(act).component() if act and act != "linear" else None
         self.fused_relu = type(self.activation) is ReLU  # applied in place, see forward/backward
+        # Set at build by the network when the next layer is a max pool that applies this relu's gradient mask
+        # at its pooled resolution (pool.py, `fuse_relu_masks`): backward then receives dy already masked.
+        self.relu_mask_by_next = False
 
     # --- shapes -----------------------------------------------------------------------------------
 
@@ -238,12 +241,13 @@ class _Conv(Scratch, Layer):
         positions = int(np.prod(self.out_sizes))
         weight = self.params["weight"].reshape(-1, self.filters)
         split = batchsplit.on and batchsplit.worth_splitting(self, n, self.split_work)
-        if self.fused_relu:  # dy * (y > 0), written straight into the GEMM operand
+        mask_here = self.fused_relu and not self.relu_mask_by_next
+        if mask_here:  # dy * (y > 0), written straight into the GEMM operand
             dy2 = self._buffer("dy", y.shape)
             mask = self._buffer("mask", y.shape, dtype=bool)
             dyh = channels_last(dy)  # dy may be any view: no reshape copy
         else:
-            if self.activation is not None:
+            if self.activation is not None and not self.fused_relu:
                 dy = self.activation.backward(dy)
             dy2 = xp.ascontiguousarray(channels_last(dy)).reshape(y.shape)  # (N*out, F)
         # Per part when split: its own weight and bias gradients (summed below in a fixed order) and
@@ -272,7 +276,7 @@ class _Conv(Scratch, Layer):
         def part(h: int, a: int, b: int) -> None:  # samples [a, b)
             rows = slice(a * positions, b * positions)
             d = dy2[rows]
-            if self.fused_relu:
+            if mask_here:
                 grid = (b - a, *self.out_sizes, self.filters)
                 xp.greater(y[rows], 0, out=mask[rows])
                 xp.multiply(dyh[a:b], mask[rows].reshape(grid), out=d.reshape(grid))

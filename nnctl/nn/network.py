@@ -9,6 +9,7 @@ import numpy as np
 from nnctl.device import CPU, Device
 from nnctl.errors import ConfigError
 from nnctl.nn.layer import Layer
+from nnctl.nn.pool import fuse_relu_masks
 from nnctl.rng import rng_for
 
 
@@ -67,6 +68,7 @@ class Network:
                     "use fewer units, filters or a smaller input."
                 ) from None
         self.output_shape = shape
+        fuse_relu_masks(self.layers)
         if self.layers:
             self.layers[0].needs_input_grad = False
         try:
