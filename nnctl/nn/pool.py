@@ -151,9 +151,10 @@ class _MaxPool(_Pool):
         in_shape, winner = self._take_cache()
         dyh = channels_last(dy)
         contiguous = None
-        if dyh.strides[-1] != dyh.itemsize:
-            # Channels not innermost (dy from a flatten is channel-first): one transposing copy, rather than
-            # every multiply below walking dy across the grain of dx.
+        if not dyh.flags.c_contiguous:
+            # One copy, rather than every multiply below walking dy across the grain of dx (dy from a flatten is
+            # channel-first) or in short rows (a conv's input gradient is a view inside its padded array:
+            # benchmark CNN, pool1, one thread: the copy costs 0.03 ms, the four multiplies save 0.15).
             contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
         split = batchsplit.on and batchsplit.worth_splitting(self, in_shape[0], self.split_work)
         dx = self._buffer("dx", in_shape, zero=self.overlap and not split, dtype=dy.dtype)
