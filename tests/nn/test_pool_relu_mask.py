@@ -97,6 +97,7 @@ def step(net: Network, x, dy):
 CASES = [
     # (layers, input shape): a leading layer so that the conv's input gradient is checked too
     ([conv(3, activation=None), conv(5), pool(), conv(4), pool(), {"type": "flatten"}], (2, 9, 11)),
+    ([conv(3, activation=None), conv(5), pool(), conv(4), pool(), {"type": "flatten"}], (2, 8, 12)),  # tiled
     ([conv(3, activation=None), conv(5), pool(2, 3), {"type": "flatten"}], (2, 11, 10)),
     ([conv(3, dims=1, activation=None), conv(5, dims=1), pool(3, dims=1), {"type": "flatten"}], (2, 20)),
     ([conv(3, activation=None), conv(5, stride=2), pool([1, 2]), {"type": "flatten"}], (1, 8, 9)),
