@@ -57,6 +57,7 @@ class Layer(OnDevice, Component):
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.output_shape = self._build(self.input_shape, rng)
+        self._bind_params()
         return self.output_shape
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
@@ -68,13 +69,21 @@ class Layer(OnDevice, Component):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _bind_params(self) -> None:
+        """Called whenever `params`/`grads` entries are placed: at the end of build, and after the network
+        replaced them with views into its flat buffers. A layer that keeps direct references to them
+        takes them here (Dense does, for a small network's step)."""
+
     def _take_cache(self) -> object:
         """Return and clear the training-forward cache; a backward without a forward fails loudly."""
         cache = self._cache
         if cache is None:
-            raise RuntimeError(f"{self.name}: backward() called without a training forward() before it")
+            raise self._no_forward()
         self._cache = None
         return cache
+
+    def _no_forward(self) -> RuntimeError:
+        return RuntimeError(f"{self.name}: backward() called without a training forward() before it")
 
     def penalized_keys(self) -> list[str]:
         """Parameters that weight penalties and decay apply to: weights, never biases or norm scales."""

@@ -95,6 +95,8 @@ class Network:
             owner.grads[key] = self.flat_grads[offset : offset + size].reshape(shape)
             self.param_slices[name] = (offset, shape)
             offset += size
+        for owner in {id(owner): owner for _, owner, _ in slots}.values():
+            owner._bind_params()
 
     def all_layers(self) -> Iterator[tuple[str, Layer]]:
         for i, layer in enumerate(self.layers):
