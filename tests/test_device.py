@@ -89,7 +89,12 @@ def test_the_strict_device_refuses_numpy_on_device_arrays():
 def test_a_layer_that_calls_numpy_directly_fails_on_the_strict_device(monkeypatch):
     """What the seam test exists for: a direct np call in a layer is caught."""
     devicecheck.run_layer("tanh", {}, (5,), device=STRICT)  # the real layer passes
-    monkeypatch.setattr(Tanh, "f", lambda self, x: np.tanh(x))
+
+    def direct(self, x, *, training):  # Tanh.forward calling numpy itself
+        self._cache = y = np.tanh(x)
+        return y
+
+    monkeypatch.setattr(Tanh, "forward", direct)
     devicecheck.run_layer("tanh", {}, (5,), device=CPU)  # NumPy alone cannot tell
     with pytest.raises(StrictError, match="numpy.tanh"):
         devicecheck.run_layer("tanh", {}, (5,), device=STRICT)

@@ -65,12 +65,19 @@ class Tanh(Activation):
         self._one = self.xp.ones((), dtype=self.dtype)
         return input_shape
 
-    def f(self, x):
-        return self.xp.tanh(x)
+    # forward and backward written out, caching y alone: f/df's calls cost a tiny network's step ~0.15 us.
+    def forward(self, x, *, training):
+        y = self.xp.tanh(x)
+        if training:
+            self._cache = y
+        return y
 
-    def df(self, x, y, dy):
+    def backward(self, dy):
+        y, self._cache = self._cache, None
+        if y is None:
+            raise self._no_forward()
         d = y * y
-        self.xp.subtract(self._one, d, out=d)
+        self.xp.subtract(self._one, d, d)  # the output by position: the out= keyword costs ~40 ns
         d *= dy
         return d
 
