@@ -86,8 +86,11 @@ class Loss(OnDevice, Component):
     def _take_cache(self) -> object:
         cache, self._cache = self._cache, None
         if cache is None:
-            raise RuntimeError(f"{self.name}: backward() called without forward() before it")
+            raise self._no_forward()
         return cache
+
+    def _no_forward(self) -> RuntimeError:
+        return RuntimeError(f"{self.name}: backward() called without forward() before it")
 
     def check(self, output_shape: tuple[int, ...], task: str, num_classes: int | None, targets: int) -> None:
         """Raise a ConfigError when the network output or the data does not fit this loss."""
@@ -116,18 +119,21 @@ class _Regression(Loss):
     takes_sample_weight = True
 
     def forward(self, out, y):
-        y, w = self._split_weight(y)
-        diff = out - y
-        if w is None:
+        if not self.sample_weighted:  # without _split_weight's call and tuple: ~0.1 us of a tiny network's step
+            diff = out - y
             self._cache = diff
             return self._value(diff)
+        y, w = self._split_weight(y)
+        diff = out - y
         # Weighted: L = sum_i w_i mean_t(e_it) / sum_i w_i, with e the loss of each value.
         share = self._normalized(w, diff.dtype)[:, None] / diff.dtype.type(diff[0].size)  # (N, 1)
         self._cache = (diff, share)
         return float(self.xp.sum(self._elements(diff) * share))
 
     def backward(self):
-        cache = self._take_cache()
+        cache, self._cache = self._cache, None  # _take_cache inline (a call costs ~70 ns)
+        if cache is None:
+            raise self._no_forward()
         if isinstance(cache, tuple):
             diff, share = cache
             return self._element_grad(diff) * share
@@ -141,7 +147,7 @@ class MSE(_Regression):
     _scale_key: tuple | None = None  # (size, dtype) of the batch that `_scale` = 2 / size was made for
 
     def _value(self, diff):
-        flat = diff.reshape(-1)
+        flat = diff.ravel()  # a view of the fresh difference; ravel costs ~45 ns less than reshape(-1)
         # One dot product instead of square + mean; the array's own dot skips `@`'s ufunc overhead (~0.3 us).
         return float(flat.dot(flat)) / flat.size
 

@@ -59,7 +59,7 @@ class Optimizer(OnDevice, Component):
         self.state = {key: xp.zeros_like(params) for key in self.state_keys}
         self._tmp = xp.empty_like(params)
         self._tmp2 = xp.empty_like(params)
-        self._rate_of = None
+        self._rate_of = self._rate_array = None
         return self
 
     def step(self, lr: float | None = None) -> None:
@@ -72,7 +72,10 @@ class Optimizer(OnDevice, Component):
             norm = float(self.xp.sqrt(g @ g))
             if norm > self.clip_norm:
                 g *= g.dtype.type(self.clip_norm / norm)
-        self._update(self.params, g, self._rate(self.lr if lr is None else lr))
+        if lr is None:
+            lr = self.lr
+        # The kept rate without _rate's call when it has not changed (~70 ns a step).
+        self._update(self.params, g, self._rate_array if lr == self._rate_of else self._rate(lr))
         if self.t % FLUSH_EVERY == 0:
             for moment in self.state.values():
                 moment[self.xp.abs(moment) < DENORMAL_FLOOR] = 0
@@ -157,7 +160,7 @@ class SGD(Optimizer):
             tmp *= p.dtype.type(self.weight_decay)
             g += tmp
         if self.momentum == 0:
-            self.xp.multiply(g, lr, out=tmp)
+            self.xp.multiply(g, lr, tmp)  # the output by position: the out= keyword costs ~45 ns
             p -= tmp
             return
         v = self.state["velocity"]
