@@ -111,7 +111,10 @@ class Dense(Layer):
         # Outputs passed by position: the `out=` keyword costs ~45 ns a call.
         x.T.dot(dy, self._weight_grad)
         if self._bias is not None:
-            self._ones_for(dy).dot(dy, self._bias_grad)
+            ones = self._ones
+            if ones is None or len(ones) != len(dy):
+                ones = self._ones_for(dy)
+            ones.dot(dy, self._bias_grad)
         return dy.dot(self._weight_t) if needs_dx else None  # type: ignore[return-value]
 
     def _backward_split(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -125,7 +128,8 @@ class Dense(Layer):
             self._ones_for(dy).dot(dy, self._bias_grad)
 
     def _ones_for(self, dy):
-        # Column sums as a GEMV with a ones vector: faster than np.sum on small batches.
+        """The kept ones vector for dy's batch size (made anew when it changes): bias gradients as a GEMV,
+        ones @ dy, are faster than np.sum on small batches."""
         ones = self._ones
         if ones is None or len(ones) != len(dy):
             ones = self._ones = self.xp.ones(len(dy), dtype=dy.dtype)
