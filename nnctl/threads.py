@@ -13,6 +13,7 @@ many Python threads instead, with BLAS on one thread (`nnctl/batchsplit.py`; sum
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -59,11 +60,9 @@ def blas_library(info: list[dict] | None = None) -> dict[str, Any] | None:
     for the CPU at load time unless OPENBLAS_CORETYPE forces it, and the kernel can halve matrix speed:
     on this project's AVX-512 machine a forced Haswell kernel runs sgemm at half the SkylakeX one's)."""
     if info is None:
-        try:
-            from threadpoolctl import threadpool_info
-        except ImportError:
+        info = _loaded_libraries()
+        if info is None:
             return None
-        info = threadpool_info()
     blas = next((lib for lib in info if lib.get("user_api") == "blas"), None)
     if blas is None:
         return None
@@ -74,6 +73,17 @@ def blas_library(info: list[dict] | None = None) -> dict[str, Any] | None:
     if forced:
         out["kernel_forced_by"] = f"OPENBLAS_CORETYPE={forced}"
     return out
+
+
+@functools.cache
+def _loaded_libraries() -> list[dict] | None:
+    """threadpoolctl's reading of the loaded thread-pool libraries, taken once a process (~0.5 ms, which
+    every training's start paid): numpy's BLAS and its kernel do not change while the process runs."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return threadpool_info()
 
 
 def largest_product(network, batch_size: int) -> int:
