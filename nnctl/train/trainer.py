@@ -8,6 +8,7 @@ state is saved at each checkpoint, so a resumed run continues exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nnctl import registry
+from nnctl import batchsplit, registry
 from nnctl.build import Experiment
 from nnctl.config import dump_config
 from nnctl.errors import ConfigError
@@ -89,6 +90,8 @@ def run_epoch(
         x_ordered, y_ordered = ordered
     part = comm.update_part(opt, net.flat_params.size)  # the entries this rank's step updates (None: all)
     stepper = opt if part is None else opt.part(part)
+    if part is None and _worth_threaded_step(experiment):
+        stepper = _ThreadedStep(opt)
     # Looked up once an epoch: a tiny network's step pays for every attribute lookup (with the identity
     # collectives skipped below, ~0.1 us of the 0.4 us/step this loop's rewrite saved, slices the rest).
     forward, backward, loss_forward, loss_backward = net.forward, net.backward, loss_fn.forward, loss_fn.backward
@@ -142,6 +145,8 @@ def run_epoch(
             status = "interrupted"
             break
     _join_parts(comm, opt, stepper, part)
+    if isinstance(stepper, _ThreadedStep):
+        opt.join(stepper.parts[0])
     sums = {"loss": loss_sum, "penalty": penalty_sum, "lr": last_lr}
     if status != "completed":
         return status, sums
@@ -163,6 +168,32 @@ def _join_parts(comm, opt, stepper, part) -> None:
             comm.gather(opt.state[key], part)
         comm.gather(opt.grads, part)
         opt.join(stepper)
+
+
+class _ThreadedStep:
+    """The optimizer step over the threads a split batch runs on: each thread updates its contiguous part of
+    the flat buffers (`Optimizer.part`, as a data-parallel rank's sharded update does), so every entry is the
+    whole step's, bit for bit. 2 threads, one step (tests/train/test_threaded_step.py has the equivalence):
+    Adam over 420k parameters 0.46 -> 0.29 ms, over 2M 3.85 -> 2.18 ms; SGD with momentum over 2M 0.87 ->
+    0.56 ms, over 420k (the benchmark CNN's, in cache) no faster (0.12 ms either way)."""
+
+    def __init__(self, optimizer):
+        self.parts = [optimizer.part(slice(a, b)) for a, b in batchsplit.bounds(optimizer.params.size)]
+
+    def step(self, lr: float) -> None:
+        batchsplit.together([functools.partial(part.step, lr) for part in self.parts])
+
+
+def _worth_threaded_step(experiment: Experiment) -> bool:
+    """Batches split over threads this epoch (batchsplit.on), on the CPU, an elementwise rule over buffers of
+    at least batchsplit.MIN_ELEMENTS entries."""
+    opt = experiment.optimizer
+    return (
+        batchsplit.on
+        and experiment.device.kind == "cpu"
+        and opt.params.size >= batchsplit.MIN_ELEMENTS
+        and opt.shardable()
+    )
 
 
 def _in_epoch_order(experiment: Experiment, order: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
