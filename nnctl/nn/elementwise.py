@@ -94,6 +94,8 @@ def add_(xp, dest: np.ndarray, src: np.ndarray) -> np.ndarray:
         dest += src
         return dest
     with np.errstate():  # restores the buffer size on exit (and keeps the caller's error settings)
-        np.setbufsize(min(run, np.getbufsize()))
+        # NumPy takes only multiples of 16 (ValueError else: a row of 28 x 10 floats is 280); rounded down,
+        # the buffer is still no longer than a row (run >= LONG_RUN, itself a multiple of 16).
+        np.setbufsize(min(run - run % 16, np.getbufsize()))
         np.add(dest, src, out=dest)
     return dest

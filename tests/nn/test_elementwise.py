@@ -54,6 +54,7 @@ def test_non_contiguous_arrays_take_the_plain_call():
     [
         ((64, 16, 16, 32), (slice(None), slice(1, 15), slice(2, 16))),  # conv2's col2im: rows of 14 x 32
         ((64, 30, 30, 1), (slice(None), slice(0, 28), slice(1, 29))),  # C = 1: rows of 28, through the buffer
+        ((16, 30, 30, 10), (slice(None), slice(1, 29), slice(2, 30))),  # rows of 280: no multiple of 16
         ((64, 16, 16, 32), (slice(None), slice(0, 14, 2), slice(0, 14, 2))),  # stride 2: rows of 32
         ((8, 8, 8, 8), (slice(None), slice(1, 7), slice(1, 7))),  # small: the plain add
     ],
