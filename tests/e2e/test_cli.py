@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nnctl.cli import app
+from nnctl.session import gradcheck_config
 from tests.conftest import CONFIGS, ROOT
 
 runner = CliRunner()
@@ -176,3 +177,29 @@ def test_help_is_fast():
     code = "import sys; from nnctl import cli; print(sorted(m for m in ('numpy', 'pydantic', 'nnctl.registry') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_gradcheck_checks_a_relu_conv_before_a_max_pool_with_its_own_mask(tmp_path):
+    # In the network the max pool applies the conv's relu mask (pool.fuse_relu_masks); checked alone, the conv
+    # must apply it itself, or its analytic gradients miss the mask that the finite differences see.
+    config = tmp_path / "cnn.yaml"
+    config.write_text(
+        "seed: 0\n"
+        "data: {source: digits_images, split: {train: 0.7, val: 0.15, test: 0.15}}\n"
+        "model:\n"
+        "  layers:\n"
+        "    - {type: conv2d, filters: 3, kernel_size: 3, padding: same, activation: relu}\n"
+        "    - {type: max_pool2d, pool_size: 2}\n"
+        "    - {type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu}\n"
+        "    - {type: max_pool2d, pool_size: 2}\n"
+        "    - {type: flatten}\n"
+        "    - {type: dense, units: 10}\n"
+        "loss: cross_entropy\n"
+        "optimizer: {type: adam}\n"
+        "train: {epochs: 1, batch_size: 32}\n"
+    )
+    table, _ = gradcheck_config(config, [], samples=3)
+    components, verdicts = (list(column.cells) for column in (table.columns[0], table.columns[3]))
+    conv_rows = [str(v) for c, v in zip(components, verdicts, strict=True) if "conv2d" in c]
+    assert len(conv_rows) == 6 and set(conv_rows) == {"yes"}
+    assert str(verdicts[-1]) == "yes"  # the whole network, wired as it trains
