@@ -55,6 +55,8 @@ class Dense(Layer):
         self._weight, self._weight_grad = self.params["weight"], self.grads["weight"]
         self._weight_t = self._weight.T  # (units, fan_in), for dx = dy @ weight.T
         self._bias, self._bias_grad = self.params.get("bias"), self.grads.get("bias")
+        # The kept rows and ones are made for a batch size only: new parameters (a rebuild, another dtype) new ones.
+        self._rows = self._ones = None
 
     def _split_work(self, n: int) -> tuple[int, int]:
         """(multiply-adds of the forward GEMM for n samples, the least worth splitting over threads). Not

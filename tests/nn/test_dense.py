@@ -61,3 +61,16 @@ def test_a_second_backward_without_a_forward_fails():
     layer.backward(np.ones((2, 2), np.float32))
     with pytest.raises(RuntimeError, match="without a training forward"):
         layer.backward(np.ones((2, 2), np.float32))
+
+
+def test_a_rebuild_in_another_dtype_drops_the_kept_buffers():
+    # The bias rows kept from a float32 build would round a float64 bias to float32.
+    layer = Dense(units=3)
+    net = Network([layer]).build((4,), np.random.default_rng(0), np.float32)
+    x = np.random.default_rng(1).standard_normal((5, 4))
+    net.forward(x.astype(np.float32), training=False)
+    net.build((4,), np.random.default_rng(0), np.float64)
+    rng = np.random.default_rng(2)
+    net.load_params({name: rng.standard_normal(shape) for name, (_, shape) in net.param_slices.items()})
+    out = net.forward(x, training=False)
+    assert out.tobytes() == (x.dot(layer.params["weight"]) + layer.params["bias"]).tobytes()
