@@ -23,6 +23,7 @@ computed per part and summed part 0 + part 1 + ..., always in that order.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -107,7 +108,10 @@ def together(tasks: list[Callable[[], object]]) -> list:
     """Run the tasks at once (the first here, the others on worker threads); their results in order. An
     exception is raised after every task has finished (no thread writes anything after this returns)."""
     pool = _pool()
-    futures = [pool.submit(task) for task in tasks[1:]]
+    # Each worker runs in a copy of the caller's context: NumPy keeps its error settings there (np.errstate),
+    # so a training's over="ignore" holds on every part, not only on the caller's (a worker's own context
+    # warned of the overflow of a diverging run's optimizer step, or raised under np.seterr/-W error).
+    futures = [pool.submit(contextvars.copy_context().run, task) for task in tasks[1:]]
     results: list = []
     error: BaseException | None = None
     try:

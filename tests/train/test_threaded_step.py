@@ -1,6 +1,8 @@
 """With batches split over threads, the optimizer step runs on those threads too, each on its part of the
 flat buffers (trainer._ThreadedStep): the same training bit for bit, optimizer state and step count included."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,17 @@ def test_no_threaded_step_without_split_batches_or_for_a_rule_that_needs_the_who
         assert trainer._worth_threaded_step(experiment)
     finally:
         batchsplit.configure(None)
+
+
+def test_the_parts_of_a_step_keep_the_callers_numpy_error_settings(split_in_two):
+    # The trainer runs its epochs under np.errstate(over="ignore"): a diverging run's step overflows silently.
+    opt = registry.OPTIMIZERS.create({"type": "sgd", "lr": 1e30})
+    params = np.ones(1 << 12, np.float32)
+    opt.bind(params, np.full_like(params, 1e30))
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            trainer._ThreadedStep(opt).step(1e30)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer._ThreadedStep(opt).step(1e30)
+    assert np.isinf(params).all()
