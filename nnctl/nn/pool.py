@@ -153,13 +153,15 @@ class _MaxPool(_Pool):
         else:
             part(0, 0, len(x))
         if training:
-            self._cache = (xh, winner)
+            # The input itself only where the backward may write over it (see there): anything else keeps just
+            # its shape, so the pool does not hold the previous layer's output (a batch norm's, a dropout's)
+            # alive through the rest of the step.
+            self._cache = (xh.shape, winner, xh if self.relu_mask and self.tiles else None)
         return channels_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xp = self.xp
-        xh, winner = self._take_cache()
-        in_shape = xh.shape
+        in_shape, winner, xh = self._take_cache()
         dyh = channels_last(dy)
         contiguous = None
         if not dyh.flags.c_contiguous:
@@ -168,7 +170,7 @@ class _MaxPool(_Pool):
             # benchmark CNN, pool1, one thread: the copy costs 0.03 ms, the four multiplies save 0.15).
             contiguous = self._buffer("dy", dyh.shape, dtype=dy.dtype)
         split = batchsplit.on and batchsplit.worth_splitting(self, in_shape[0], self.split_work)
-        if self.relu_mask and self.tiles and xh.flags.c_contiguous and xh.dtype == dy.dtype:
+        if xh is not None and xh.flags.c_contiguous and xh.dtype == dy.dtype:
             # The conv's output is needed by nobody any more (its backward skips the mask, the pool has its
             # winners): dx goes into that memory, which the conv's next forward then rewrites while it is still
             # in cache, instead of into a separate array (benchmark CNN, one thread: -0.3 ms per step).

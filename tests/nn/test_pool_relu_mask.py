@@ -1,7 +1,9 @@
 """A max pool right after a relu conv applies the relu's gradient mask (nnctl/nn/pool.py, `fuse_relu_masks`):
 wired at build only where it is exact, and then bit for bit the same gradients as the conv masking them."""
 
+import gc
 import itertools
+import weakref
 
 import numpy as np
 import pytest
@@ -126,3 +128,16 @@ def test_fused_gradients_equal_unfused_bit_for_bit(specs, shape, ties, dtype, pa
     unfused = step(net, x, dy)
     for a, b in zip(fused, unfused, strict=True):
         assert a.dtype == dtype and a.tobytes() == b.tobytes()  # signed zeros included
+
+
+def test_a_pool_that_does_not_write_over_its_input_does_not_hold_it():
+    # Only a fused, tiling pool keeps its input (the conv's output, whose memory it reuses) until its backward;
+    # any other would hold the previous layer's output (here a dropout's fresh array) alive through the step.
+    dropout, max_pool = network([{"type": "dropout", "rate": 0.5}, pool()], (2, 6, 6)).layers
+    dropout.rng = np.random.default_rng(1)
+    h = dropout.forward(np.ones((3, 2, 6, 6), np.float32), training=True)
+    held = weakref.ref(h)
+    max_pool.forward(h, training=True)
+    del h
+    gc.collect()
+    assert held() is None
