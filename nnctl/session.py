@@ -203,7 +203,6 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
     from rich.text import Text
 
     from nnctl.nn.gradcheck import TOLERANCE, check_layer, check_loss, check_network
-    from nnctl.nn.pool import fuse_relu_masks
 
     loaded = load_config_detailed(config_path, list(overrides) + ["dtype=float64"])
     config = loaded.config
@@ -233,9 +232,6 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
 
     x = inputs()
     for i, layer in enumerate(network.layers):
-        # Alone, a layer is checked with its own gradient: not wired to a neighbour that takes over part of it
-        # (a relu conv's mask applied by the max pool after it), which check_layer's input does not go through.
-        fuse_relu_masks([layer])
         errors = check_layer(layer, x.copy(), rng)
         for what, err in errors.items():
             add(f"{i}: {layer.describe()}", what, err)
@@ -252,7 +248,6 @@ def gradcheck_config(config_path: str | Path, overrides: list[str], samples: int
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None
     add(f"loss: {loss.name}", "output", check_loss(loss, out, y))
-    fuse_relu_masks(network.layers)  # the network's own wiring again, for the whole-network check
     add(
         "network + loss",
         "all parameters (sample)",

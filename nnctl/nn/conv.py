@@ -120,8 +120,11 @@ class _Conv(Scratch, Layer):
         self.activation = LAYERS.get(act).component() if act and act != "linear" else None
         self.fused_relu = type(self.activation) is ReLU  # applied in place, see forward/backward
         # Set at build by the network when the next layer is a max pool that applies this relu's gradient mask
-        # at its pooled resolution (pool.py, `fuse_relu_masks`): backward then receives dy already masked.
+        # at its pooled resolution (pool.py, `fuse_relu_masks`): a training forward then keeps what it returned
+        # (`returned`), and the backward skips the mask when the pool hands back the gradient it masked
+        # (`masked_dy`, set by the pool's backward).
         self.relu_mask_by_next = False
+        self.returned = self.masked_dy = None
 
     # --- shapes -----------------------------------------------------------------------------------
 
@@ -232,6 +235,8 @@ class _Conv(Scratch, Layer):
         y = channels_first(y.reshape(n, *self.out_sizes, self.filters))  # (N, F, *out) view
         if self.activation is not None and not self.fused_relu:
             y = self.activation.forward(y, training=training)
+        if training and self.relu_mask_by_next:
+            self.returned, self.masked_dy = y, None
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -241,7 +246,9 @@ class _Conv(Scratch, Layer):
         positions = int(np.prod(self.out_sizes))
         weight = self.params["weight"].reshape(-1, self.filters)
         split = batchsplit.on and batchsplit.worth_splitting(self, n, self.split_work)
-        mask_here = self.fused_relu and not self.relu_mask_by_next
+        masked = self.masked_dy is not None and dy is self.masked_dy  # by the max pool after it (pool.py)
+        self.returned = self.masked_dy = None
+        mask_here = self.fused_relu and not masked
         if mask_here:  # dy * (y > 0), written straight into the GEMM operand
             dy2 = self._buffer("dy", y.shape)
             mask = self._buffer("mask", y.shape, dtype=bool)

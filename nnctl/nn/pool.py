@@ -96,9 +96,11 @@ class _Pool(Scratch, Layer):
 
 
 class _MaxPool(_Pool):
-    # Set at build by `fuse_relu_masks` when the input is a relu conv's output: the backward then returns the
-    # gradient with respect to the conv's pre-activation, dx * (x > 0), instead of dx.
+    # Set at build by `fuse_relu_masks` when the input is a relu conv's output (`_relu_conv`): a training step
+    # whose input is that conv's output of the same step then returns the gradient with respect to the conv's
+    # pre-activation, dx * (x > 0), instead of dx, and tells the conv so (`_Conv.masked_dy`).
     relu_mask = False
+    _relu_conv = None
 
     def split_work(self, n: int) -> tuple[int, int]:
         """(input elements for n samples, the least worth splitting over threads)."""
@@ -110,6 +112,9 @@ class _MaxPool(_Pool):
         offsets = self._offsets()
         shape = xh[offsets[0]].shape  # (N, *out, C)
         y = self._buffer("out", shape, dtype=x.dtype) if training else xp.empty(shape, dtype=x.dtype)
+        # The fused mask only on the wired conv's own output, this step's (checked by identity: the network hands
+        # each layer's result to the next): a pool run on anything else, alone as by gradcheck, is a plain pool.
+        fused = training and self.relu_mask and self._relu_conv is not None and x is self._relu_conv.returned
         if training:
             # Training also records each window's winner: the offset of its first maximum (only a strictly
             # larger value replaces it, so later ties lose, as in PyTorch). The backward then reads this one
@@ -140,7 +145,7 @@ class _MaxPool(_Pool):
                 # (numpy's copyto(where=) and putmask take 50-70x longer than these two passes).
                 xp.maximum(wa, xp.multiply(la, index(k), out=ca), out=wa)
                 xp.maximum(ya, xk, out=ya)
-            if self.relu_mask:
+            if fused:
                 # The relu's mask x > 0 matters only at a window's winner, where x = y: a window whose maximum is
                 # not positive gets the winner `none` (no offset's), so the backward gives it no gradient
                 # anywhere. Three passes over the pooled output here replace the conv's mask and its copy
@@ -156,12 +161,12 @@ class _MaxPool(_Pool):
             # The input itself only where the backward may write over it (see there): anything else keeps just
             # its shape, so the pool does not hold the previous layer's output (a batch norm's, a dropout's)
             # alive through the rest of the step.
-            self._cache = (xh.shape, winner, xh if self.relu_mask and self.tiles else None)
+            self._cache = (xh.shape, winner, xh if fused and self.tiles else None, fused)
         return channels_first(y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xp = self.xp
-        in_shape, winner, xh = self._take_cache()
+        in_shape, winner, xh, fused = self._take_cache()
         dyh = channels_last(dy)
         contiguous = None
         if not dyh.flags.c_contiguous:
@@ -199,7 +204,10 @@ class _MaxPool(_Pool):
             batchsplit.run(in_shape[0], part)
         else:
             part(0, 0, in_shape[0])
-        return channels_first(dx)
+        dx = channels_first(dx)
+        if fused:
+            self._relu_conv.masked_dy = dx  # the conv's backward skips its mask for this gradient alone
+        return dx
 
 
 def fuse_relu_masks(layers: list[Layer]) -> None:
@@ -208,16 +216,19 @@ def fuse_relu_masks(layers: list[Layer]) -> None:
 
     Exact: at a window's winner the conv's output equals the pooled value, and elsewhere the pool's gradient
     is 0 (of dy's sign) either way. The pool's backward may then write its gradient over the conv's output
-    (the input it was given): the network passes it on to nobody else. Overlapping windows are left alone: there a position's gradient is a sum,
-    and masking the terms instead of the sum could turn a -0.0 into +0.0."""
+    (the input it was given): the network passes it on to nobody else. Overlapping windows are left alone:
+    there a position's gradient is a sum, and masking the terms instead of the sum could turn a -0.0 into +0.0.
+    The wiring only permits: each step the pool checks that its input is the conv's output of that step, and
+    the conv that the gradient it gets back is the one the pool masked, so a layer run alone stays plain."""
     for layer in layers:
         if isinstance(layer, _Conv):
             layer.relu_mask_by_next = False
         elif isinstance(layer, _MaxPool):
-            layer.relu_mask = False
+            layer.relu_mask, layer._relu_conv = False, None
     for before, after in itertools.pairwise(layers):
         if isinstance(before, _Conv) and before.fused_relu and isinstance(after, _MaxPool) and not after.overlap:
             before.relu_mask_by_next = after.relu_mask = True
+            after._relu_conv = before
 
 
 class _AvgPool(_Pool):

@@ -141,3 +141,32 @@ def test_a_pool_that_does_not_write_over_its_input_does_not_hold_it():
     del h
     gc.collect()
     assert held() is None
+
+
+def test_wired_layers_run_alone_are_plain_layers():
+    """The wiring only permits: a wired pool given anything but its conv's output of this step is a plain pool
+    (and leaves its input alone), and a wired conv given a gradient the pool did not mask applies its own mask."""
+    net = network([conv(), pool()], (1, 6, 6))
+    conv_layer, pool_layer = net.layers
+    assert fused_pairs(net) == [(0, 1)]
+    plain = network([conv(), pool()], (1, 6, 6))
+    unfuse(plain)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 1, 6, 6)).astype(np.float32)
+    dy = rng.normal(size=(5, 4, 3, 3)).astype(np.float32)
+
+    # the pool alone, on a copy of a relu output: a plain pool's gradient, its input untouched
+    h = np.maximum(rng.normal(size=(5, 4, 6, 6)), 0).astype(np.float32)
+    before = h.copy()
+    pool_layer.forward(h, training=True)
+    plain.layers[1].forward(h.copy(), training=True)
+    assert pool_layer.backward(dy).tobytes() == plain.layers[1].backward(dy).tobytes()
+    assert h.tobytes() == before.tobytes()
+
+    # the conv alone, its gradient from elsewhere: masked by the conv itself, as unwired
+    g = rng.normal(size=(5, 4, 6, 6)).astype(np.float32)
+    for layer in (conv_layer, plain.layers[0]):
+        layer.forward(x, training=True)
+        layer.backward(g.copy())
+    assert np.array_equal(conv_layer.grads["weight"], plain.layers[0].grads["weight"])
+    assert np.array_equal(conv_layer.grads["bias"], plain.layers[0].grads["bias"])
