@@ -273,7 +273,8 @@ class _Conv(Scratch, Layer):
             # dpatches one kernel offset at a time, (N*out, C): each offset's block is contiguous, so the
             # slice-adds below run over whole rows (strided 32-float pieces of (N*out, k*k*C) took 2-3x
             # longer), and is added into dx while still in cache: all k*k blocks first, 9x larger, went
-            # out to memory and back (benchmark CNN, conv2 backward in a step: 10.9 -> 10.4 ms one thread, 5.7 -> 5.2 ms on 2).
+            # out to memory and back (benchmark CNN, conv2 backward in a step: 10.9 -> 10.4 ms on one
+            # thread, 5.7 -> 5.2 ms split over 2).
             taps = weight.reshape(-1, channels, self.filters).transpose(0, 2, 1)  # (k*k, F, C) view
             name = "dpatches" if not split else "dpatches{}"
             dpatches = [
