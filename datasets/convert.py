@@ -57,7 +57,9 @@ def main(src: Path) -> None:
     target = [line.strip() for line in gzip.open(src / "diabetes_target.csv.gz", "rt").read().splitlines()]
     assert len(data) == len(target) == 442 and all(len(r) == 10 for r in data)
     # The target file holds e.g. 1.510000000000000000e+02; write it as 151.0.
-    write([DIABETES + ["progression"]] + [r + [repr(float(t))] for r, t in zip(data, target, strict=True)], "diabetes.csv")
+    write(
+        [DIABETES + ["progression"]] + [r + [repr(float(t))] for r, t in zip(data, target, strict=True)], "diabetes.csv"
+    )
 
 
 if __name__ == "__main__":
