@@ -99,8 +99,12 @@ class _MaxPool(_Pool):
     # Set at build by `fuse_relu_masks` when the input is a relu conv's output (`_relu_conv`): a training step
     # whose input is that conv's output of the same step then returns the gradient with respect to the conv's
     # pre-activation, dx * (x > 0), instead of dx, and tells the conv so (`_Conv.masked_dy`).
-    relu_mask = False
     _relu_conv = None
+
+    @property
+    def relu_mask(self) -> bool:
+        """Whether `fuse_relu_masks` wired this pool to the relu conv before it."""
+        return self._relu_conv is not None
 
     def split_work(self, n: int) -> tuple[int, int]:
         """(input elements for n samples, the least worth splitting over threads)."""
@@ -114,7 +118,7 @@ class _MaxPool(_Pool):
         y = self._buffer("out", shape, dtype=x.dtype) if training else xp.empty(shape, dtype=x.dtype)
         # The fused mask only on the wired conv's own output, this step's (checked by identity: the network hands
         # each layer's result to the next): a pool run on anything else, alone as by gradcheck, is a plain pool.
-        fused = training and self.relu_mask and self._relu_conv is not None and x is self._relu_conv.returned
+        fused = training and self._relu_conv is not None and x is self._relu_conv.returned
         if training:
             # Training also records each window's winner: the offset of its first maximum (only a strictly
             # larger value replaces it, so later ties lose, as in PyTorch). The backward then reads this one
@@ -224,10 +228,10 @@ def fuse_relu_masks(layers: list[Layer]) -> None:
         if isinstance(layer, _Conv):
             layer.relu_mask_by_next = False
         elif isinstance(layer, _MaxPool):
-            layer.relu_mask, layer._relu_conv = False, None
+            layer._relu_conv = None
     for before, after in itertools.pairwise(layers):
         if isinstance(before, _Conv) and before.fused_relu and isinstance(after, _MaxPool) and not after.overlap:
-            before.relu_mask_by_next = after.relu_mask = True
+            before.relu_mask_by_next = True
             after._relu_conv = before
 
 

@@ -145,8 +145,6 @@ def run_epoch(
             status = "interrupted"
             break
     _join_parts(comm, opt, stepper, part)
-    if isinstance(stepper, _ThreadedStep):
-        opt.join(stepper.parts[0])
     sums = {"loss": loss_sum, "penalty": penalty_sum, "lr": last_lr}
     if status != "completed":
         return status, sums
@@ -162,7 +160,10 @@ def run_epoch(
 def _join_parts(comm, opt, stepper, part) -> None:
     """After a sharded update (comm.update_part): every rank's part of the optimizer state onto every rank,
     and the step count, so the state is whole wherever it is saved or read; and of the last step's
-    gradients (each rank summed only its part), which the tensorboard callback's histograms read."""
+    gradients (each rank summed only its part), which the tensorboard callback's histograms read. A step
+    over threads (_ThreadedStep) gives back its step count."""
+    if isinstance(stepper, _ThreadedStep):
+        opt.join(stepper.parts[0])
     if part is not None:
         for key in sorted(opt.state):
             comm.gather(opt.state[key], part)

@@ -39,7 +39,7 @@ def unfuse(net: Network) -> None:
         if isinstance(layer, _Conv):
             layer.relu_mask_by_next = False
         elif isinstance(layer, _MaxPool):
-            layer.relu_mask = False
+            layer._relu_conv = None
 
 
 def conv(filters=4, dims=2, activation="relu", **extra):
